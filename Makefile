@@ -1,0 +1,45 @@
+# One-command set-up on a fresh Debian machine (Python >= 3.10): system packages, a virtual environment,
+# the CPU torch wheel first, then this package. Idempotent: a second run only checks stamps.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.edge-askd-installed
+APT_PACKAGES := espeak-ng sox libportaudio2
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+
+.PHONY: setup system-packages demo test lint clean
+.DEFAULT_GOAL := demo
+
+system-packages:
+	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { \
+	  echo "installing system packages: $(APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); }
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv; }
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	@$(MAKE) --no-print-directory system-packages
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=77" wheel
+	# torch first, alone: an unpinned resolve would pull several GB of CUDA wheels.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+setup: system-packages $(STAMP)
+
+# The main job (grows into distil -> export -> bench -> transcribe): transcribe real speech with the teacher.
+demo: setup
+	$(BIN)/edge-askd transcribe "$$($(BIN)/edge-askd data clip jfk)" "$$($(BIN)/edge-askd data clip arctic_a0009)" \
+	  --model teacher:base --timings
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

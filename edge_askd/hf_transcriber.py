@@ -1,0 +1,86 @@
+"""Transcription with a PyTorch Whisper checkpoint (a teacher or a trained student), greedy decoding.
+
+The reference every export and runtime is compared with; also the "PyTorch teacher" peer in benchmarks.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_askd_runtime.audio import SAMPLE_RATE, load_audio
+from edge_askd_runtime.errors import ModelError
+from edge_askd_runtime.features import N_SAMPLES_30S, log_mel
+from edge_askd_runtime.results import Transcription
+
+from .teacher import materialise_teacher
+
+
+def resolve_checkpoint(model: str) -> Path:
+    """`teacher:NAME` -> converted teacher directory; otherwise a local Hugging Face checkpoint directory."""
+    if model.startswith("teacher:"):
+        return materialise_teacher(model)
+    path = Path(model).expanduser()
+    if not (path / "config.json").is_file():
+        raise ModelError(
+            f"{model}: not a model; pass teacher:tiny.en, teacher:base or a checkpoint directory with config.json"
+        )
+    return path
+
+
+class HFTranscriber:
+    """`HFTranscriber("teacher:base").transcribe("clip.wav")` -> Transcription."""
+
+    def __init__(self, model: str = "teacher:base", threads: int | None = None, language: str = "en") -> None:
+        import torch
+        from transformers import AutoTokenizer, WhisperForConditionalGeneration
+
+        if threads:
+            torch.set_num_threads(threads)
+        start = time.perf_counter()
+        self.checkpoint = resolve_checkpoint(model)
+        self.model = WhisperForConditionalGeneration.from_pretrained(self.checkpoint, dtype=torch.float32).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.checkpoint)
+        self.language = language if self.model.generation_config.is_multilingual else None
+        self.load_seconds = time.perf_counter() - start
+
+    def generate_kwargs(self) -> dict:
+        return {"language": self.language, "task": "transcribe"} if self.language else {}
+
+    def prompt_ids(self) -> list[int]:
+        """The decoder prompt greedy decoding starts from, as faster-whisper builds it."""
+        gen = self.model.generation_config
+        ids = [gen.decoder_start_token_id]
+        if self.language:
+            ids += [gen.lang_to_id[f"<|{self.language}|>"], gen.task_to_id["transcribe"]]
+        return ids + [gen.no_timestamps_token_id]
+
+    def transcribe(self, audio: str | Path | np.ndarray) -> Transcription:
+        import torch
+
+        t0 = time.perf_counter()
+        samples = load_audio(audio) if not isinstance(audio, np.ndarray) else audio.astype(np.float32)
+        t1 = time.perf_counter()
+        tokens: list[int] = []
+        texts: list[str] = []
+        features_s = 0.0
+        # Audio longer than the teacher's 30 s window is cut into consecutive windows.
+        for start in range(0, max(len(samples), 1), N_SAMPLES_30S):
+            f0 = time.perf_counter()
+            mel = torch.from_numpy(log_mel(samples[start : start + N_SAMPLES_30S], pad_to_30s=True))[None]
+            features_s += time.perf_counter() - f0
+            with torch.inference_mode():
+                out = self.model.generate(mel, **self.generate_kwargs())
+            ids = [int(t) for t in out[0] if int(t) < self.model.generation_config.eos_token_id]
+            tokens += ids
+            texts.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
+        total = time.perf_counter() - t0
+        return Transcription(
+            text=" ".join(t for t in texts if t),
+            tokens=tokens,
+            audio_seconds=len(samples) / SAMPLE_RATE,
+            language=self.language,
+            timings={"load_audio": t1 - t0, "features": features_s, "total": total},
+        )

@@ -1,0 +1,18 @@
+"""Result types shared by every transcriber (PyTorch teacher/student and the device runtime)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Transcription:
+    text: str
+    tokens: list[int]
+    audio_seconds: float
+    language: str | None = None
+    # Wall-clock seconds per stage: "load_audio", "features", "encode", "decode", "total".
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,51 @@
+"""`edge-askd transcribe` end to end with the real teachers on real speech."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edge_askd.real_clips import REAL_CLIPS
+from edge_askd_runtime.scoring import wer
+
+
+def edge_askd(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge_askd.cli", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("model", ["teacher:tiny.en", "teacher:base"])
+def test_transcribe_real_clip(real_clip, model):
+    proc = edge_askd("transcribe", str(real_clip("jfk")), "--model", model)
+    assert proc.returncode == 0, proc.stderr
+    assert wer([REAL_CLIPS["jfk"].text], [proc.stdout.strip()]) <= 0.05
+
+
+def test_json_output_and_bad_file_does_not_lose_others(real_clip, tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"not audio at all")
+    good = real_clip("arctic_a0009")
+    proc = edge_askd("transcribe", str(bad), str(good), "--model", "teacher:tiny.en", "--format", "json")
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("edge-askd: error:")]
+    assert len(errors) == 1 and "broken.wav" in errors[0] and "Traceback" not in proc.stderr
+    row = json.loads(proc.stdout.strip())
+    assert row["file"] == str(good) and row["audio_seconds"] == pytest.approx(3.1, abs=0.1)
+    assert wer([REAL_CLIPS["arctic_a0009"].text], [row["text"]]) <= 0.2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["transcribe", "missing.wav", "--model", "teacher:tiny.en"], "missing.wav: audio file not found"),
+        (["transcribe", "x.wav", "--model", "teacher:large"], "unknown teacher 'teacher:large'; known teachers"),
+        (["transcribe", "x.wav", "--model", "/nonexistent/dir"], "/nonexistent/dir: not a model"),
+        (["data", "clip", "nope"], "unknown clip 'nope'; known clips: jfk"),
+    ],
+)
+def test_errors_are_one_line(args, message):
+    proc = edge_askd(*args)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert message in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if line.startswith("edge-askd: error:")]) == 1
