@@ -15,8 +15,9 @@ system-packages:
 	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { \
 	  echo "installing system packages: $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); }
-	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv; }
+	@# Debian splits ensurepip (needed by venv) into python3-venv.
+	@$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv; }
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	@$(MAKE) --no-print-directory system-packages
