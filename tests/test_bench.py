@@ -1,0 +1,89 @@
+"""`edge-askd bench` end to end with real peers (small form), plus the autotune rule and host detection."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edge_askd_bench.autotune import choose, read_device_default, write_device_default
+from edge_askd_bench.host import describe_host
+from edge_askd_runtime.errors import EdgeAskdError
+
+
+def test_bench_peers_side_by_side(tmp_path):
+    out = tmp_path / "bench"
+    peers = "pytorch:teacher:tiny.en,faster-whisper:tiny.en:int8,faster-whisper:no-such-model"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_askd.cli",
+            "bench",
+            "--peers",
+            peers,
+            "--lengths",
+            "2,5",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+            "--reference",
+            "pytorch:teacher:tiny.en",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "results.json").read_text())
+    assert result["schema_version"] == 1
+    assert result["host"]["cpu"]["cores"] >= 1
+    rows = {(r["candidate"], r["audio_s"]): r for r in result["rows"]}
+    assert set(rows) == {(p, s) for p in peers.split(",")[:2] for s in (2.0, 5.0)}
+    for row in rows.values():
+        assert row["e2e_ms"]["median"] > 0 and row["encoder_ms"] > 0 and row["load_s"] > 0
+        assert row["peak_rss_mb"] > 50 and row["size_mb"] > 70
+        assert row["first_result_s"] >= row["load_s"]
+        assert row["wer"] < 0.1  # tiny.en on the real clips: about 2-4 %
+        assert row["rtf"] == pytest.approx(row["e2e_ms"]["median"] / 1000 / row["audio_s"])
+    assert "faster-whisper:no-such-model" in result["missing"]
+    table = (out / "results.md").read_text()
+    assert "| pytorch:teacher:tiny.en |" in table and "speed-up vs pytorch:teacher:tiny.en" in table
+    for png in ("latency_vs_wer.png", "latency_breakdown.png", "latency_vs_length.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _row(candidate, kind, wer, ms, audio_s=5.0):
+    return {
+        "candidate": candidate,
+        "kind": kind,
+        "model": candidate,
+        "wer": wer,
+        "audio_s": audio_s,
+        "e2e_ms": {"median": ms},
+    }
+
+
+def test_autotune_picks_fastest_runtime_within_budget(tmp_path):
+    result = {
+        "rows": [
+            _row("pytorch:teacher:base", "pytorch", 0.050, 1000),
+            _row("runtime:a", "runtime", 0.055, 120),
+            _row("runtime:b", "runtime", 0.090, 40),  # fastest but 4 points worse than the best
+            _row("runtime:c", "runtime", 0.052, 150),
+        ]
+    }
+    assert choose(result, wer_budget=0.01)["candidate"] == "runtime:a"
+    assert choose(result, wer_budget=0.05)["candidate"] == "runtime:b"
+    path = write_device_default(choose(result), tmp_path / "device.json")
+    assert read_device_default(path)["candidate"] == "runtime:a"
+
+
+def test_autotune_refuses_when_nothing_qualifies():
+    with pytest.raises(EdgeAskdError, match="within 1.0 WER points"):
+        choose({"rows": [_row("pytorch:teacher:base", "pytorch", 0.05, 1000), _row("runtime:x", "runtime", 0.2, 9)]})
+
+
+def test_host_description():
+    host = describe_host()
+    assert host["cpu"]["arch"] and host["ram_gib"] > 0 and "numpy" in host["libraries"]
