@@ -5,16 +5,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from edge_askd_runtime.errors import EdgeAskdError
 
+DEFAULT_MODEL = "teacher:base"
+
+
+def load_transcriber(model: str | None, threads: int | None = None, language: str = "en"):
+    """An export directory runs on the torch-free runtime; a teacher or checkpoint runs on PyTorch.
+    With no --model, the device default chosen by `edge-askd bench --autotune` is used, else teacher:base."""
+    if model is None:
+        from edge_askd_bench.autotune import read_device_default
+
+        default = read_device_default()
+        model = default["model"] if default else DEFAULT_MODEL
+    if (Path(model) / "manifest.json").is_file():
+        from edge_askd_runtime.transcriber import Transcriber
+
+        return Transcriber(model, threads=threads)
+    try:
+        from .hf_transcriber import HFTranscriber
+    except ImportError as exc:
+        raise EdgeAskdError(
+            f"model {model!r} needs PyTorch ({exc.name} is not installed): pip install 'edge-askd[train]', "
+            "or on a board pass an export directory with --model"
+        ) from None
+    return HFTranscriber(model, threads=threads, language=language)
+
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
-    from .hf_transcriber import HFTranscriber
-
-    transcriber = HFTranscriber(args.model, threads=args.threads, language=args.language)
+    transcriber = load_transcriber(args.model, threads=args.threads, language=args.language)
     failures = 0
     for path in args.files:
         try:
@@ -41,6 +65,41 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cmd_listen(args: argparse.Namespace) -> int:
+    from edge_askd_runtime.live import ListenConfig, list_input_devices, listen
+
+    if args.list_devices:
+        print("\n".join(list_input_devices()) or "no input devices found")
+        return 0
+    transcriber = load_transcriber(args.model, threads=args.threads, language=args.language)
+    device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
+    config = ListenConfig(device=device, endpoint_ms=args.endpoint_ms, max_seconds=args.max_seconds, output=args.output)
+    tty = sys.stderr.isatty()
+
+    def show_partial(text: str) -> None:
+        if text:
+            print(f"\r\033[K… {text}" if tty else f"… {text}", end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    def show_final(line) -> None:
+        if tty:
+            print("\r\033[K", end="", file=sys.stderr)
+        print(line.text, flush=True)
+        print(f"[final {line.latency_ms:.0f} ms after end of speech]", file=sys.stderr, flush=True)
+
+    def show_ready() -> None:
+        print("listening… (Ctrl-C to stop)", file=sys.stderr, flush=True)
+
+    lines = listen(transcriber.transcribe, config, on_partial=show_partial, on_final=show_final, on_ready=show_ready)
+    if lines:
+        latencies = sorted(line.latency_ms for line in lines)
+        print(
+            f"{len(lines)} lines; end-of-speech to final text: median {latencies[len(latencies) // 2]:.0f} ms, "
+            f"max {latencies[-1]:.0f} ms",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _cmd_data_clips(args: argparse.Namespace) -> int:
     from .real_clips import REAL_CLIPS, fetch_clip
 
@@ -64,18 +123,36 @@ def _cmd_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=None,
+        help="export dir, teacher:tiny.en, teacher:base or a checkpoint dir "
+        "(default: this device's autotuned model, else teacher:base)",
+    )
+    p.add_argument("--language", default="en", help="language code for multilingual models (default: en)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: library default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-askd", description="Distil Whisper and run it on edge boards.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("transcribe", help="transcribe audio files")
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg, mp3; any rate)")
-    p.add_argument("--model", default="teacher:base", help="teacher:tiny.en, teacher:base or a checkpoint dir")
-    p.add_argument("--language", default="en", help="language code for multilingual models (default: en)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: library default)")
+    _add_model_args(p)
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format")
     p.add_argument("--timings", action="store_true", help="print per-file latency to stderr")
     p.set_defaults(func=_cmd_transcribe)
+
+    p = sub.add_parser("listen", help="transcribe the microphone live")
+    _add_model_args(p)
+    p.add_argument("--device", default=None, help="input device index or name (see --list-devices)")
+    p.add_argument("--list-devices", action="store_true", help="list audio input devices and exit")
+    p.add_argument("--endpoint-ms", type=int, default=250, help="silence that ends an utterance (ms)")
+    p.add_argument("--output", type=Path, default=None, help="append each final line to this file")
+    p.add_argument("--max-seconds", type=float, default=None, help="stop after this much audio")
+    p.set_defaults(func=_cmd_listen)
 
     p = sub.add_parser("teacher", help="convert a bundled Whisper teacher into a local checkpoint")
     p.add_argument("name", help="tiny.en or base")
@@ -96,7 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    # Offline by design: nothing may reach a model hub, and library progress bars/advice are noise here.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -34,3 +34,51 @@ def teacher_dir():
     from edge_askd.teacher import materialise_teacher
 
     return lambda name: Path(materialise_teacher(name))
+
+
+@pytest.fixture(scope="session")
+def virtual_microphone(tmp_path_factory):
+    """A real-time virtual microphone: a PulseAudio null sink whose monitor PortAudio records through ALSA's
+    pulse plugin. Clips played into the sink (paplay) arrive at the microphone in real time, bit-exact.
+    Yields (env for the listening process, play(path) -> Popen)."""
+    import os
+    import time
+
+    for tool in ("pulseaudio", "pactl", "paplay"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed; run `make setup` (apt-get install pulseaudio pulseaudio-utils)")
+    home = tmp_path_factory.mktemp("mic-home")
+    runtime = home / "run"
+    runtime.mkdir(mode=0o700)
+    (home / ".asoundrc").write_text("pcm.!default { type pulse }\nctl.!default { type pulse }\n")
+    env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "PULSE_SOURCE": "virtmic.monitor"}
+    daemon = subprocess.Popen(
+        [
+            "pulseaudio",
+            "-n",
+            "--daemonize=no",
+            "--exit-idle-time=-1",
+            "--disallow-exit",
+            "--log-target=stderr",
+            "--load=module-native-protocol-unix",
+            "--load=module-null-sink sink_name=virtmic rate=16000 channels=1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
+            break
+        time.sleep(0.1)
+    else:
+        daemon.kill()
+        pytest.fail("the PulseAudio test daemon did not start")
+    subprocess.run(["pactl", "set-default-source", "virtmic.monitor"], env=env, check=True)
+
+    def play(path) -> subprocess.Popen:
+        return subprocess.Popen(["paplay", "--device=virtmic", str(path)], env=env)
+
+    yield env, play
+    daemon.terminate()
+    daemon.wait(timeout=10)
