@@ -1,10 +1,11 @@
 # One-command set-up on a fresh Debian machine (Python >= 3.10): system packages, a virtual environment,
-# the CPU torch wheel first, then this package. Idempotent: a second run only checks stamps.
+# the CPU torch wheel first, then this package. (pulseaudio + libasound2-plugins provide the tests' real-time
+# virtual microphone.) Idempotent: a second run only checks stamps.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edge-askd-installed
-APT_PACKAGES := espeak-ng sox libportaudio2
+APT_PACKAGES := espeak-ng sox libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
