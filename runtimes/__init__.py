@@ -6,5 +6,16 @@ Installed as the import package `edge_askd_runtime` (source folder `runtimes/`).
 from .audio import SAMPLE_RATE, load_audio
 from .errors import AudioError, EdgeAskdError, ModelError
 from .features import log_mel
+from .results import Transcription
+from .transcriber import Transcriber
 
-__all__ = ["SAMPLE_RATE", "AudioError", "EdgeAskdError", "ModelError", "load_audio", "log_mel"]
+__all__ = [
+    "SAMPLE_RATE",
+    "AudioError",
+    "EdgeAskdError",
+    "ModelError",
+    "Transcriber",
+    "Transcription",
+    "load_audio",
+    "log_mel",
+]

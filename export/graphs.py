@@ -1,0 +1,185 @@
+"""Export graphs: an encoder that emits cross-attention K/V and a decoder step with a fixed-size KV cache.
+
+One graph design serves ONNX, OpenVINO and TFLite alike (see shared/notes/export-toolchain.md, section 3):
+  * `EncoderGraph`: mel[1, n_mels, T] -> cross_k{l}, cross_v{l} [1, H, S, Dh] per decoder layer, S = ceil(T/2).
+    The decoder's cross-attention projections are done once here instead of once per token.
+  * `DecoderStepGraph`: one token per call with a fixed [1, H, 448, Dh] self-attention cache per layer. Valid
+    cache slots are `arange(448) < offset`; the current token's own K/V are attended separately and returned as
+    new_k{l}/new_v{l} [1, H, 1, Dh], which the numpy runtime writes into the cache at `offset`. No HF cache
+    classes, no data-dependent control flow, so every converter sees static shapes (except the encoder's T).
+  * Per-layer tensors rather than one stacked [L, ...] tensor: stacked, ONNX Runtime spent ~40% of each step
+    in Split copying the whole cross cache.
+The attention arithmetic is written out from the HF layer weights (same order of operations as HF's
+WhisperAttention: q is scaled before the matmul) so the graph is independent of HF's attention dispatch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# Large negative rather than -inf: the current token is always attended, so no row is fully masked, and a finite
+# value keeps fp16 exports free of inf arithmetic.
+_MASKED = -1e4
+
+
+@dataclass(frozen=True)
+class GraphDims:
+    """Shapes of the exported graphs, read from a HF WhisperConfig."""
+
+    n_mels: int
+    d_model: int
+    decoder_layers: int
+    heads: int
+    head_dim: int
+    vocab_size: int
+    max_target_positions: int  # size of the fixed self-attention cache
+    max_source_positions: int  # encoder frames after the stride-2 conv (1500 = 30 s)
+
+    @classmethod
+    def from_config(cls, config) -> GraphDims:
+        return cls(
+            n_mels=config.num_mel_bins,
+            d_model=config.d_model,
+            decoder_layers=config.decoder_layers,
+            heads=config.decoder_attention_heads,
+            head_dim=config.d_model // config.decoder_attention_heads,
+            vocab_size=config.vocab_size,
+            max_target_positions=config.max_target_positions,
+            max_source_positions=config.max_source_positions,
+        )
+
+    @property
+    def max_mel_frames(self) -> int:
+        return 2 * self.max_source_positions
+
+    def encoder_input_names(self) -> list[str]:
+        return ["mel"]
+
+    def encoder_output_names(self) -> list[str]:
+        return [f"cross_{kv}{layer}" for layer in range(self.decoder_layers) for kv in ("k", "v")]
+
+    def decoder_input_names(self) -> list[str]:
+        names = ["token", "offset"]
+        names += [f"self_{kv}{layer}" for layer in range(self.decoder_layers) for kv in ("k", "v")]
+        return names + self.encoder_output_names()
+
+    def decoder_output_names(self) -> list[str]:
+        return ["logits"] + [f"new_{kv}{layer}" for layer in range(self.decoder_layers) for kv in ("k", "v")]
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[1, L, D] -> [1, H, L, Dh]."""
+    batch, length, dim = x.shape
+    return x.reshape(batch, length, heads, dim // heads).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[1, H, L, Dh] -> [1, L, D]."""
+    batch, heads, length, head_dim = x.shape
+    return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
+
+
+def encode_single(encoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
+    """`edge_askd.length_aware.encode(encoder, mel).hidden` for one unpadded sample, without its padding branch.
+
+    `encode` decides whether to mask padding with `bool(mask.any())`, a data-dependent branch that
+    torch.export cannot trace over a dynamic time axis. A single exported sample is never padded, so this is
+    exactly encode's no-padding path (tests/test_export_graphs.py checks the two agree on real speech).
+    """
+    x = nn.functional.gelu(encoder.conv1(mel))
+    x = nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
+    x = x + encoder.embed_positions.weight[: x.shape[1]].to(x.dtype)
+    for layer in encoder.layers:
+        x = layer(x, attention_mask=None)
+    return encoder.layer_norm(x)
+
+
+class EncoderGraph(nn.Module):
+    """mel [1, n_mels, T] -> (cross_k0, cross_v0, cross_k1, ...), each [1, H, ceil(T/2), Dh]."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.encoder = model.model.encoder
+        self.cross = nn.ModuleList(layer.encoder_attn for layer in model.model.decoder.layers)
+        self.heads = model.config.decoder_attention_heads
+
+    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        hidden = encode_single(self.encoder, mel)
+        outputs: list[torch.Tensor] = []
+        for attn in self.cross:
+            outputs.append(_heads(attn.k_proj(hidden), self.heads))
+            outputs.append(_heads(attn.v_proj(hidden), self.heads))
+        return tuple(outputs)
+
+
+class DecoderStepGraph(nn.Module):
+    """One greedy step: (token, offset, self K/V caches, cross K/V) -> (logits, new self K/V for this token)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.decoder = model.model.decoder
+        self.proj_out = model.proj_out
+        self.heads = model.config.decoder_attention_heads
+        self.cache_len = model.config.max_target_positions
+        self.layers = len(self.decoder.layers)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        scores = torch.matmul(q, k.transpose(2, 3))
+        if bias is not None:
+            scores = scores + bias
+        return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+    def forward(self, token: torch.Tensor, offset: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        n = self.layers
+        self_kv = caches[: 2 * n]
+        cross_kv = caches[2 * n :]
+        position = torch.index_select(self.decoder.embed_positions.weight, 0, offset)  # [1, D]
+        x = self.decoder.embed_tokens(token) + position[:, None, :]
+        # Cache slots at or beyond `offset` are stale; the current token is attended through its own K/V below.
+        valid = torch.arange(self.cache_len, device=token.device)[None, :] < offset[:, None]  # [1, 448]
+        cache_bias = torch.where(valid, 0.0, _MASKED).to(x.dtype)[:, None, None, :]
+        new_kv: list[torch.Tensor] = []
+        for index, layer in enumerate(self.decoder.layers):
+            attn = layer.self_attn
+            h = layer.self_attn_layer_norm(x)
+            q = _heads(attn.q_proj(h) * attn.scaling, self.heads)
+            k_new = _heads(attn.k_proj(h), self.heads)
+            v_new = _heads(attn.v_proj(h), self.heads)
+            k_all = torch.cat([self_kv[2 * index], k_new], dim=2)
+            v_all = torch.cat([self_kv[2 * index + 1], v_new], dim=2)
+            bias = torch.cat([cache_bias, torch.zeros_like(cache_bias[..., :1])], dim=-1)
+            x = x + attn.out_proj(_merge_heads(self._attend(q, k_all, v_all, bias)))
+            new_kv += [k_new, v_new]
+
+            cross = layer.encoder_attn
+            h = layer.encoder_attn_layer_norm(x)
+            q = _heads(cross.q_proj(h) * cross.scaling, self.heads)
+            x = x + cross.out_proj(_merge_heads(self._attend(q, cross_kv[2 * index], cross_kv[2 * index + 1], None)))
+
+            h = layer.final_layer_norm(x)
+            x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
+        logits = self.proj_out(self.decoder.layer_norm(x))
+        return (logits, *new_kv)
+
+
+def example_inputs(dims: GraphDims, frames: int = 3000) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Example (encoder_args, decoder_args) for tracing; zeros except a plausible token and offset."""
+    mel = torch.zeros(1, dims.n_mels, frames)
+    steps = (frames + 1) // 2
+    cross = [torch.zeros(1, dims.heads, steps, dims.head_dim) for _ in range(2 * dims.decoder_layers)]
+    cache = [
+        torch.zeros(1, dims.heads, dims.max_target_positions, dims.head_dim) for _ in range(2 * dims.decoder_layers)
+    ]
+    token = torch.tensor([[50257]], dtype=torch.long)
+    offset = torch.tensor([3], dtype=torch.long)
+    return (mel,), (token, offset, *cache, *cross)
+
+
+def load_model(checkpoint) -> nn.Module:
+    """A HF Whisper checkpoint in float32, eval mode (teachers are stored fp16)."""
+    from transformers import WhisperForConditionalGeneration
+
+    return WhisperForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32).eval()

@@ -1,0 +1,139 @@
+"""manifest.json: what an export directory holds, how to run it, and whether it passed its parity gate.
+
+The runtime (`edge_askd_runtime.transcriber`) reads it, verifies every file's sha256 against it and only runs
+variants marked valid. Written atomically (temp file + rename) so a crashed export never leaves a half manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+from edge_askd_runtime.features import HOP_LENGTH, N_FFT, SAMPLE_RATE
+from edge_askd_runtime.transcriber import MANIFEST, MANIFEST_VERSION, sha256_file
+
+from .graphs import GraphDims
+
+INPUT_KEY = "edge_askd_input"  # config.json flag: "padded_30s" (teachers, the default) or "unpadded" (students)
+INPUT_CONVENTIONS = ("padded_30s", "unpadded")
+_TOOLS = (
+    "torch",
+    "transformers",
+    "onnx",
+    "onnxscript",
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "litert-torch",
+    "ai-edge-litert",
+    "numpy",
+)
+
+
+def checkpoint_sha256(checkpoint: Path) -> str:
+    """One hash over the checkpoint's config and weights (file names included, sorted)."""
+    digest = hashlib.sha256()
+    for path in sorted(checkpoint.iterdir()):
+        if path.is_file() and (path.suffix in {".safetensors", ".bin"} or path.name == "config.json"):
+            digest.update(path.name.encode())
+            digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _TOOLS:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def input_convention(config: dict) -> str:
+    value = config.get(INPUT_KEY, "padded_30s")
+    if value not in INPUT_CONVENTIONS:
+        raise ValueError(f"config.json {INPUT_KEY}={value!r}; expected one of {', '.join(INPUT_CONVENTIONS)}")
+    return value
+
+
+def base_manifest(checkpoint: Path, target, dims: GraphDims, generation: dict, prompt: list[int]) -> dict:
+    config = json.loads((checkpoint / "config.json").read_text())
+    language = "en" if generation.get("is_multilingual") else None
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "model": {
+            "source": str(checkpoint),
+            "checkpoint_sha256": checkpoint_sha256(checkpoint),
+            "architecture": config.get("architectures", ["WhisperForConditionalGeneration"])[0],
+            "dims": dims.__dict__,
+        },
+        "target": {
+            "name": target.name,
+            "threads": target.threads,
+            "device": target.device,
+            "rationale": target.rationale,
+        },
+        "mel": {
+            "input": input_convention(config),
+            "n_mels": dims.n_mels,
+            "sample_rate": SAMPLE_RATE,
+            "n_fft": N_FFT,
+            "hop_length": HOP_LENGTH,
+            "window": "hann",
+            "mel_scale": "slaney",
+            "log": "whisper",
+        },
+        "tokenizer": {
+            "file": "tokenizer.json",
+            "type": "byte-level-bpe",
+            "eos": generation["eos_token_id"],
+            "sot": generation["decoder_start_token_id"],
+            "no_timestamps": generation["no_timestamps_token_id"],
+            "prompt": prompt,
+            "language": language,
+            "task": "transcribe",
+            "lang_to_id": generation.get("lang_to_id", {}),
+            "task_to_id": generation.get("task_to_id", {}),
+        },
+        "generation": {
+            "decoding": "greedy",
+            "max_target_positions": dims.max_target_positions,
+            "suppress_tokens": list(generation.get("suppress_tokens") or []),
+            "begin_suppress_tokens": list(generation.get("begin_suppress_tokens") or []),
+        },
+        "tools": tool_versions(),
+        "files": {},
+        "variants": [],
+    }
+
+
+def add_files(manifest: dict, out_dir: Path, rel_paths: list[str], fmt: str, precision: str) -> None:
+    for rel in rel_paths:
+        path = out_dir / rel
+        manifest["files"][rel] = {
+            "format": fmt,
+            "precision": precision,
+            "sha256": sha256_file(path),
+            "size": path.stat().st_size,
+        }
+
+
+def write_manifest(manifest: dict, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / MANIFEST
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".json", dir=out_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,239 @@
+"""`export_checkpoint(checkpoint, target, out_dir)`: artifacts for a board, each parity-checked, plus manifest.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from edge_askd_runtime.backends import load_backend
+from edge_askd_runtime.errors import EdgeAskdError, ModelError
+from edge_askd_runtime.features import SAMPLE_RATE
+from edge_askd_runtime.tokenizer import Detokenizer
+from edge_askd_runtime.transcriber import backend_spec, decode_settings, model_mel, variant_files
+
+from . import onnx_export
+from .graphs import GraphDims, load_model
+from .manifest import add_files, base_manifest, write_manifest
+from .parity import ParityConfig, build_references, check_backend, gate
+from .targets import get_target
+
+DEFAULT_BUCKETS = (1000, 2000, 3000)  # static TFLite encoder lengths in mel frames (10, 20, 30 s)
+
+
+class ExportError(EdgeAskdError):
+    """An export step failed or no artifact passed its parity gate."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    parity: ParityConfig = field(default_factory=ParityConfig)
+    tflite_buckets: tuple[int, ...] = DEFAULT_BUCKETS  # ignored for padded_30s models (one 3000-frame bucket)
+    threads: int = 1  # threads for the parity runs
+
+
+def _prompt(generation: dict) -> list[int]:
+    """faster-whisper's prompt: <|sot|> [<|en|> <|transcribe|>] <|notimestamps|>."""
+    ids = [generation["decoder_start_token_id"]]
+    if generation.get("is_multilingual"):
+        ids += [generation["lang_to_id"]["<|en|>"], generation["task_to_id"]["transcribe"]]
+    return ids + [generation["no_timestamps_token_id"]]
+
+
+def _io(dims: GraphDims, frames: str | int) -> dict:
+    steps = "ceil(frames/2)" if isinstance(frames, str) else (frames + 1) // 2
+    cache = [1, dims.heads, dims.max_target_positions, dims.head_dim]
+    return {
+        "encoder_inputs": dims.encoder_input_names(),
+        "encoder_outputs": dims.encoder_output_names(),
+        "decoder_inputs": dims.decoder_input_names(),
+        "decoder_outputs": dims.decoder_output_names(),
+        "shapes": {
+            "mel": [1, dims.n_mels, frames],
+            "cross_k/v": [1, dims.heads, steps, dims.head_dim],
+            "token": [1, 1],
+            "offset": [1],
+            "self_k/v": cache,
+            "logits": [1, 1, dims.vocab_size],
+            "new_k/v": [1, dims.heads, 1, dims.head_dim],
+        },
+        "cache_shapes": [cache] * (2 * dims.decoder_layers),
+    }
+
+
+class _Builder:
+    """Produces each (format, precision) variant's files once, reusing intermediate artifacts (ONNX fp32)."""
+
+    def __init__(self, model, dims: GraphDims, out_dir: Path, buckets: list[int]) -> None:
+        self.model, self.dims, self.out, self.buckets = model, dims, out_dir, buckets
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.out).as_posix()
+
+    def onnx_fp32(self) -> dict[str, Path]:
+        enc, dec = self.out / "onnx" / "encoder.fp32.onnx", self.out / "onnx" / "decoder.fp32.onnx"
+        if not (enc.is_file() and dec.is_file()):
+            onnx_export.export_encoder(self.model, enc)
+            onnx_export.export_decoder(self.model, dec)
+        return {"encoder": enc, "decoder": dec}
+
+    def build(self, fmt: str, precision: str) -> tuple[dict, list[int] | None]:
+        """-> (files: {"encoder": rel, "decoder": rel} or {"buckets": {frames: {...}}}, buckets or None)."""
+        if fmt == "onnx":
+            src = self.onnx_fp32()
+            if precision == "fp32":
+                files = src
+            elif precision == "int8":
+                files = {k: onnx_export.quantize_int8(p, p.with_name(f"{k}.int8.onnx")) for k, p in src.items()}
+            elif precision == "fp16":
+                files = {k: onnx_export.convert_fp16(p, p.with_name(f"{k}.fp16.onnx")) for k, p in src.items()}
+            else:
+                raise ExportError(f"ONNX precision {precision!r} is not supported; use fp32, int8 or fp16")
+            return {k: self.rel(p) for k, p in files.items()}, None
+        if fmt == "openvino":
+            from . import openvino_export
+
+            src = self.onnx_fp32()
+            files = {
+                k: openvino_export.convert(p, self.out / "openvino" / f"{k}.{precision}.xml", precision)
+                for k, p in src.items()
+            }
+            rels = {k: self.rel(p) for k, p in files.items()}
+            rels.update({f"{k}_weights": self.rel(p.with_suffix(".bin")) for k, p in files.items()})
+            return rels, None
+        if fmt == "tflite":
+            from . import tflite_export
+
+            pairs = {}
+            for frames in self.buckets:
+                enc, dec = tflite_export.convert_pair(self.model, self.dims, self.out / "tflite", frames, precision)
+                pairs[str(frames)] = {"encoder": self.rel(enc), "decoder": self.rel(dec)}
+            return {"buckets": pairs}, list(self.buckets)
+        raise ExportError(f"unknown format {fmt!r}")
+
+
+def _load_clips(names: tuple[str, ...]) -> list[tuple[str, object, str]]:
+    from edge_askd.real_clips import REAL_CLIPS, fetch_clip
+    from edge_askd_runtime.audio import load_audio
+
+    return [(name, load_audio(fetch_clip(name)), REAL_CLIPS[name].text) for name in names]
+
+
+def export_checkpoint(
+    checkpoint: str | Path, target: str, out_dir: str | Path, options: ExportOptions | None = None
+) -> Path:
+    """Export `checkpoint` (a HF Whisper checkpoint dir) for `target` into `out_dir`; returns manifest.json's path.
+
+    Every variant runs the parity gate through the device runtime; failures are kept in the manifest with
+    `valid: false` and the reason. Raises ExportError if no variant passes.
+    """
+    options = options or ExportOptions()
+    tgt = get_target(target)
+    checkpoint = Path(checkpoint).expanduser()
+    if not (checkpoint / "config.json").is_file():
+        raise ModelError(f"{checkpoint}: not a Whisper checkpoint (no config.json); pass a checkpoint directory")
+    if not (checkpoint / "tokenizer.json").is_file():
+        raise ModelError(f"{checkpoint}: no tokenizer.json; save the tokenizer with the checkpoint")
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(options.threads)
+
+    model = load_model(checkpoint)
+    dims = GraphDims.from_config(model.config)
+    generation = json.loads((checkpoint / "generation_config.json").read_text())
+    manifest = base_manifest(checkpoint, tgt, dims, generation, _prompt(generation))
+    shutil.copyfile(checkpoint / "tokenizer.json", out / "tokenizer.json")
+    add_files(manifest, out, ["tokenizer.json"], "json", "-")
+    padded = manifest["mel"]["input"] == "padded_30s"
+    buckets = [dims.max_mel_frames] if padded else sorted(options.tflite_buckets)
+    settings = decode_settings(manifest)
+    detok = Detokenizer.from_file(out / "tokenizer.json", first_special=settings.eos)
+
+    clips = _load_clips(options.parity.clips)
+    # References per input builder: the dynamic-axis formats and the static TFLite buckets see different mels
+    # for unpadded (student) models, and each is compared with PyTorch on exactly its own input.
+    references: dict[tuple[int, ...], list] = {}
+
+    def refs_for(variant_buckets: list[int] | None) -> list:
+        # Padded (teacher) inputs ignore buckets: one reference serves every format.
+        key = () if padded else tuple(variant_buckets or ())
+        if key not in references:
+            references[key] = build_references(
+                model,
+                clips,
+                settings,
+                lambda audio: model_mel(audio, padded, dims.n_mels, list(key)),
+                detok,
+            )
+        return references[key]
+
+    wanted = list(tgt.variants)
+    builder = _Builder(model, dims, out, buckets)
+    fp32_wer: dict[str, float] = {}  # per format: TFLite's bucketed input differs from the dynamic formats'
+    for fmt, precision in sorted(wanted, key=lambda v: v[1] != "fp32"):  # fp32 first: baseline for the budget
+        start = time.perf_counter()
+        try:
+            files, variant_buckets = builder.build(fmt, precision)
+        except EdgeAskdError:
+            raise
+        except Exception as exc:  # converter failures: keep the message, mark the variant invalid
+            manifest["variants"].append(
+                {
+                    "name": f"{fmt}-{precision}",
+                    "format": fmt,
+                    "precision": precision,
+                    "valid": False,
+                    "files": {},
+                    "io": _io(dims, "frames"),
+                    "error": f"{type(exc).__name__}: {exc}"[:500],
+                }
+            )
+            continue
+        variant = {
+            "name": f"{fmt}-{precision}",
+            "format": fmt,
+            "precision": precision,
+            "files": files,
+            "buckets": variant_buckets,
+            "io": _io(dims, "frames" if not variant_buckets else variant_buckets[-1]),
+            "export_seconds": round(time.perf_counter() - start, 2),
+            "valid": False,
+        }
+        add_files(manifest, out, variant_files(variant), fmt, precision)
+        spec = backend_spec(
+            out, manifest, variant, threads=options.threads, precision_hint="f32" if fmt == "openvino" else None
+        )
+        backend = load_backend(fmt, spec)
+        refs = refs_for(variant_buckets)
+        result = check_backend(backend, refs, settings, detok, [tuple(s) for s in variant["io"]["cache_shapes"]])
+        result = gate(result, precision, options.parity, fp32_wer.get(fmt))
+        if precision == "fp32" and result.passed:
+            fp32_wer[fmt] = result.wer
+        variant["parity"] = result.to_dict()
+        variant["valid"] = result.passed
+        manifest["variants"].append(variant)
+    order = {v: i for i, v in enumerate(wanted)}
+    manifest["variants"].sort(key=lambda v: order.get((v["format"], v["precision"]), len(order)))
+    manifest["parity_clips"] = {
+        "clips": list(options.parity.clips),
+        "seconds": round(sum(len(a) for _, a, _ in clips) / SAMPLE_RATE, 2),
+        "pytorch_wer": 100.0 * _reference_wer(refs_for(None)),
+        "budget_abs_wer": options.parity.wer_budget,
+    }
+    path = write_manifest(manifest, out)
+    if not any(v["valid"] for v in manifest["variants"]):
+        reasons = "; ".join(
+            f"{v['name']}: {v.get('parity', {}).get('reason') or v.get('error')}" for v in manifest["variants"]
+        )
+        raise ExportError(f"{out}: no artifact passed the parity gate ({reasons}); see {path}")
+    return path
+
+
+def _reference_wer(refs) -> float:
+    from edge_askd_runtime.scoring import wer
+
+    return wer([r.reference_text for r in refs], [r.text for r in refs])

@@ -1,0 +1,55 @@
+"""Inference-runtime adapters behind `edge_askd_runtime.decoding.Backend`.
+
+Each adapter only maps names and dtypes to its runtime; decoding logic lives in `decoding.py`. Adapters are
+imported lazily so a board needs only the runtime it uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ModelError
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """What an adapter needs from the manifest to load one variant."""
+
+    encoder: Path
+    decoder: Path
+    encoder_inputs: list[str]
+    encoder_outputs: list[str]
+    decoder_inputs: list[str]
+    decoder_outputs: list[str]
+    threads: int | None = None
+    device: str = "CPU"  # onnxruntime: CPU|CUDA|TensorRT; openvino: CPU|GPU
+    precision_hint: str | None = None  # openvino INFERENCE_PRECISION_HINT ("f32" for parity checks)
+    buckets: list[int] = field(default_factory=list)  # static mel lengths (frames), TFLite only
+    bucket_files: dict[int, tuple[Path, Path]] = field(default_factory=dict)  # frames -> (encoder, decoder)
+
+
+# format in the manifest -> (module, class, pip package providing the runtime)
+_ADAPTERS = {
+    "onnx": ("onnxruntime", "OnnxRuntimeBackend", "onnxruntime"),
+    "openvino": ("openvino", "OpenVinoBackend", "openvino"),
+    "tflite": ("litert", "LiteRtBackend", "ai-edge-litert"),
+}
+BACKEND_FORMATS = {"onnxruntime": "onnx", "openvino": "openvino", "litert": "tflite"}
+
+
+def runtime_available(fmt: str) -> bool:
+    module = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "ai_edge_litert"}[fmt]
+    return importlib.util.find_spec(module) is not None
+
+
+def load_backend(fmt: str, spec: BackendSpec):
+    if fmt not in _ADAPTERS:
+        raise ModelError(f"unknown artifact format {fmt!r}; known: {', '.join(_ADAPTERS)}")
+    module, cls, package = _ADAPTERS[fmt]
+    if not runtime_available(fmt):
+        raise ModelError(f"{fmt} artifacts need the {package} package; run: pip install {package}")
+    adapter = importlib.import_module(f"{__name__}.{module}")
+    return getattr(adapter, cls)(spec)

@@ -1,0 +1,175 @@
+"""The one greedy decoding loop with a fixed-size KV cache, shared by every backend.
+
+A backend only runs graphs (`Backend` protocol); this module owns the cache, the prompt, the token rules
+(suppress lists as in the generation config) and the guards against runaway output: a cap on tokens per
+second of audio and a repetition detector. The silence gate lives here too so every backend skips silence
+before spending an encoder pass on it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+class Backend(Protocol):
+    """What an inference runtime adapter provides; see `edge_askd_runtime.backends`."""
+
+    name: str
+
+    def run_encoder(self, mel: np.ndarray) -> list[np.ndarray]:
+        """mel [1, n_mels, T] float32 -> [cross_k0, cross_v0, cross_k1, ...], each [1, H, S, Dh]."""
+        ...
+
+    def bind_cross(self, cross: list[np.ndarray]) -> None:
+        """Fix the cross K/V for the coming decoder steps (a backend may copy them into its inputs once)."""
+        ...
+
+    def run_decoder_step(self, token: int, offset: int, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One step -> (logits [V] float32, [new_k0, new_v0, ...] each [1, H, 1, Dh]); cache is read only."""
+        ...
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    prompt: tuple[int, ...]  # e.g. (sot, en, transcribe, notimestamps)
+    eos: int
+    suppress_tokens: tuple[int, ...] = ()
+    begin_suppress_tokens: tuple[int, ...] = ()
+    max_target_positions: int = 448
+    # Guards. Fast English speech is ~4-5 tokens/s; 12/s plus a floor leaves room for numbers and names
+    # while stopping a hallucination loop on a short clip long before the 448-token cache fills.
+    max_tokens_per_second: float = 12.0
+    min_token_cap: int = 16
+    # A period-p n-gram repeated this many times in a row ends decoding (the repeats are dropped).
+    max_repeats: int = 4
+    max_repeat_period: int = 16
+
+
+@dataclass
+class DecodeResult:
+    tokens: list[int]  # generated tokens, without prompt and eos
+    stop_reason: str  # "eos" | "token_cap" | "repetition" | "cache_full"
+    steps: int = 0
+    step_seconds: list[float] = field(default_factory=list)
+
+
+def apply_suppression(logits: np.ndarray, settings: DecodeSettings, first_step: bool) -> np.ndarray:
+    """Mask suppressed tokens in place (logits [V] float32) and return them."""
+    if settings.suppress_tokens:
+        logits[list(settings.suppress_tokens)] = -np.inf
+    if first_step and settings.begin_suppress_tokens:
+        logits[list(settings.begin_suppress_tokens)] = -np.inf
+    return logits
+
+
+def token_cap(settings: DecodeSettings, audio_seconds: float) -> int:
+    room = settings.max_target_positions - len(settings.prompt)
+    return max(0, min(room, max(settings.min_token_cap, math.ceil(settings.max_tokens_per_second * audio_seconds))))
+
+
+def repetition_start(tokens: list[int], max_repeats: int, max_period: int) -> int | None:
+    """Index where a run of `max_repeats` identical period-p blocks ends the sequence, keeping one block; else None."""
+    for period in range(1, max_period + 1):
+        span = period * max_repeats
+        if len(tokens) < span:
+            break
+        tail = tokens[-span:]
+        block = tail[-period:]
+        if all(tail[i] == block[i % period] for i in range(span)):
+            return len(tokens) - span + period
+    return None
+
+
+def greedy_step(logits: np.ndarray, generated: list[int], settings: DecodeSettings, cap: int) -> str | None:
+    """Pick the next token into `generated`, applying every rule and guard; -> stop reason, or None to go on.
+
+    The one place the token policy lives: the runtime loop and the PyTorch parity reference both call it.
+    """
+    logits = apply_suppression(np.array(logits, dtype=np.float32, copy=True), settings, first_step=not generated)
+    token = int(np.argmax(logits))
+    if token == settings.eos:
+        return "eos"
+    generated.append(token)
+    cut = repetition_start(generated, settings.max_repeats, settings.max_repeat_period)
+    if cut is not None:
+        del generated[cut:]
+        return "repetition"
+    if len(generated) >= cap:
+        return "token_cap"
+    return None
+
+
+def allocate_cache(shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    return [np.zeros(shape, dtype=np.float32) for shape in shapes]
+
+
+def greedy_decode(
+    backend: Backend,
+    cross: list[np.ndarray],
+    settings: DecodeSettings,
+    audio_seconds: float,
+    cache: list[np.ndarray],
+) -> DecodeResult:
+    """Feed the prompt one token per step, then pick argmax until eos or a guard fires.
+
+    `cache` is a list of [1, H, max_target_positions, Dh] float32 arrays (self_k0, self_v0, ...), reused across
+    calls; only slots below the current offset are ever read, so it never needs clearing.
+    """
+    backend.bind_cross(cross)
+    cap = token_cap(settings, audio_seconds)
+    prompt = list(settings.prompt)
+    generated: list[int] = []
+    step_seconds: list[float] = []
+    token = prompt[0]
+    offset = 0
+    reason = "cache_full"
+    while offset < settings.max_target_positions:
+        start = time.perf_counter()
+        logits, new_kv = backend.run_decoder_step(token, offset, cache)
+        for layer_cache, new in zip(cache, new_kv, strict=True):
+            layer_cache[:, :, offset : offset + 1, :] = new
+        step_seconds.append(time.perf_counter() - start)
+        offset += 1
+        if offset < len(prompt):
+            token = prompt[offset]
+            continue
+        stop = greedy_step(logits, generated, settings, cap)
+        if stop is not None:
+            reason = stop
+            break
+        token = generated[-1]
+    return DecodeResult(generated, reason, steps=offset, step_seconds=step_seconds)
+
+
+def forced_logits(backend: Backend, cross: list[np.ndarray], ids: list[int], cache: list[np.ndarray]) -> np.ndarray:
+    """Teacher-forced logits [len(ids), V]: row i predicts ids[i + 1] (used by parity checks)."""
+    backend.bind_cross(cross)
+    rows = []
+    for offset, token in enumerate(ids):
+        logits, new_kv = backend.run_decoder_step(token, offset, cache)
+        for layer_cache, new in zip(cache, new_kv, strict=True):
+            layer_cache[:, :, offset : offset + 1, :] = new
+        rows.append(np.array(logits, dtype=np.float32, copy=True))
+    return np.stack(rows)
+
+
+@dataclass(frozen=True)
+class SilenceGate:
+    """Skip decoding when no 30 ms frame is louder than `threshold_dbfs` (Whisper hallucinates on silence)."""
+
+    threshold_dbfs: float = -45.0
+    frame_samples: int = 480
+
+    def is_silent(self, audio: np.ndarray) -> bool:
+        if audio.size == 0:
+            return True
+        usable = (audio.size // self.frame_samples) * self.frame_samples
+        frames = audio[:usable].reshape(-1, self.frame_samples) if usable else audio[None, :]
+        rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+        loudest = 20.0 * np.log10(max(float(rms.max()), 1e-12))
+        return loudest < self.threshold_dbfs

@@ -1,0 +1,253 @@
+"""`Transcriber(export_dir).transcribe("clip.wav")`: torch-free transcription from an export's manifest.
+
+Loading reads `manifest.json`, picks a variant (format + precision) whose runtime is installed, verifies the
+sha256 of every file it will use and refuses a mismatch, then drives the shared greedy loop in `decoding.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, load_audio
+from .backends import BACKEND_FORMATS, BackendSpec, load_backend, runtime_available
+from .decoding import DecodeSettings, SilenceGate, allocate_cache, greedy_decode
+from .errors import ModelError
+from .features import HOP_LENGTH, N_SAMPLES_30S, log_mel
+from .results import Transcription
+from .tokenizer import Detokenizer
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+DEFAULT_GATE = SilenceGate()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(export_dir: str | Path) -> dict:
+    path = Path(export_dir) / MANIFEST
+    if not path.is_file():
+        raise ModelError(f"{export_dir}: no {MANIFEST}; create it with `edge-askd export CHECKPOINT --out DIR`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ModelError(f"{path}: corrupt manifest ({exc}); re-run edge-askd export") from None
+    if manifest.get("manifest_version") != MANIFEST_VERSION:
+        raise ModelError(
+            f"{path}: manifest version {manifest.get('manifest_version')} is not {MANIFEST_VERSION}; re-export"
+        )
+    return manifest
+
+
+def verify_file(export_dir: Path, rel: str, manifest: dict) -> Path:
+    """The path of `rel` after checking size and sha256 against the manifest; one-line ModelError otherwise."""
+    entry = manifest["files"].get(rel)
+    path = export_dir / rel
+    if entry is None:
+        raise ModelError(f"{path}: not listed in {MANIFEST}; re-run edge-askd export")
+    if not path.is_file():
+        raise ModelError(f"{path}: missing; copy the whole export directory or re-run edge-askd export")
+    if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
+        raise ModelError(f"{path}: sha256 does not match {MANIFEST} (corrupt or replaced); re-copy or re-export it")
+    return path
+
+
+def choose_variant(manifest: dict, backend: str, precision: str | None) -> dict:
+    """First valid variant (manifest order = the target's preference) matching backend/precision and installed."""
+    if backend != "auto" and backend not in BACKEND_FORMATS:
+        raise ModelError(f"unknown backend {backend!r}; known: auto, {', '.join(BACKEND_FORMATS)}")
+    candidates = [v for v in manifest["variants"] if v.get("valid")]
+    if backend != "auto":
+        candidates = [v for v in candidates if v["format"] == BACKEND_FORMATS[backend]]
+    if precision:
+        candidates = [v for v in candidates if v["precision"] == precision]
+    if not candidates:
+        have = ", ".join(f"{v['format']}/{v['precision']}" for v in manifest["variants"] if v.get("valid")) or "none"
+        raise ModelError(f"export has no valid {backend}/{precision or 'any'} variant (valid: {have}); re-export")
+    for variant in candidates:
+        if runtime_available(variant["format"]):
+            return variant
+    formats = sorted({v["format"] for v in candidates})
+    packages = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "ai-edge-litert"}
+    raise ModelError(f"no runtime installed for {', '.join(formats)}; run: pip install {packages[formats[0]]}")
+
+
+def variant_files(variant: dict) -> list[str]:
+    """Every file a variant needs (graphs, OpenVINO .bin weights, each TFLite bucket), relative to the export."""
+    files = variant["files"]
+    rels = [rel for key, rel in files.items() if key != "buckets"]
+    for pair in (files.get("buckets") or {}).values():
+        rels += list(pair.values())
+    return rels
+
+
+def backend_spec(
+    export_dir: Path,
+    manifest: dict,
+    variant: dict,
+    threads: int | None = None,
+    device: str = "CPU",
+    precision_hint: str | None = None,
+) -> BackendSpec:
+    """Everything an adapter needs to load `variant`, with each file's hash verified."""
+    files = variant["files"]
+    io = variant["io"]
+    for rel in variant_files(variant):  # all of them, including weights the graph file only refers to
+        verify_file(export_dir, rel, manifest)
+    return BackendSpec(
+        encoder=verify_file(export_dir, files["encoder"], manifest) if "encoder" in files else Path(),
+        decoder=verify_file(export_dir, files["decoder"], manifest) if "decoder" in files else Path(),
+        encoder_inputs=io["encoder_inputs"],
+        encoder_outputs=io["encoder_outputs"],
+        decoder_inputs=io["decoder_inputs"],
+        decoder_outputs=io["decoder_outputs"],
+        threads=threads,
+        device=device,
+        precision_hint=precision_hint,
+        buckets=sorted(int(b) for b in variant.get("buckets") or []),
+        bucket_files={
+            int(frames): (
+                verify_file(export_dir, pair["encoder"], manifest),
+                verify_file(export_dir, pair["decoder"], manifest),
+            )
+            for frames, pair in (files.get("buckets") or {}).items()
+        },
+    )
+
+
+def decode_settings(manifest: dict) -> DecodeSettings:
+    tok = manifest["tokenizer"]
+    gen = manifest["generation"]
+    return DecodeSettings(
+        prompt=tuple(tok["prompt"]),
+        eos=tok["eos"],
+        suppress_tokens=tuple(gen["suppress_tokens"]),
+        begin_suppress_tokens=tuple(gen["begin_suppress_tokens"]),
+        max_target_positions=gen["max_target_positions"],
+    )
+
+
+def model_mel(audio: np.ndarray, padded_30s: bool, n_mels: int, buckets: list[int]) -> np.ndarray:
+    """The model's [1, n_mels, T] input for <= 30 s of audio.
+
+    padded_30s: the teacher convention (waveform zero-padded to 30 s). Otherwise the student's unpadded mel, or
+    for static-shape encoders (TFLite buckets) the waveform zero-padded (never the mel) to the smallest bucket.
+    """
+    if buckets and not padded_30s:
+        frames = len(audio) // HOP_LENGTH
+        bucket = next((b for b in sorted(buckets) if b >= frames), max(buckets))
+        audio = np.pad(audio, (0, max(0, bucket * HOP_LENGTH - len(audio))))[: bucket * HOP_LENGTH]
+    return log_mel(audio, pad_to_30s=padded_30s, n_mels=n_mels)[None]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start: float
+    audio: np.ndarray
+
+
+class Transcriber:
+    """Greedy Whisper transcription over ONNX Runtime, OpenVINO or LiteRT, from an export directory."""
+
+    def __init__(
+        self,
+        export_dir: str | Path,
+        backend: str = "auto",
+        precision: str | None = None,
+        threads: int | None = None,
+        device: str = "CPU",
+        precision_hint: str | None = None,
+        silence_gate: SilenceGate | None = DEFAULT_GATE,
+    ) -> None:
+        start = time.perf_counter()
+        self.export_dir = Path(export_dir)
+        self.manifest = read_manifest(self.export_dir)
+        self.variant = choose_variant(self.manifest, backend, precision)
+        tok = self.manifest["tokenizer"]
+        spec = backend_spec(
+            self.export_dir,
+            self.manifest,
+            self.variant,
+            threads=threads or self.manifest["target"].get("threads"),
+            device=device,
+            precision_hint=precision_hint,
+        )
+        self.detokenizer = Detokenizer.from_file(
+            verify_file(self.export_dir, tok["file"], self.manifest), first_special=tok["eos"]
+        )
+        self.settings = decode_settings(self.manifest)
+        self.padded_input = self.manifest["mel"]["input"] == "padded_30s"
+        self.n_mels = self.manifest["mel"]["n_mels"]
+        self.language = tok.get("language")
+        self.gate = silence_gate
+        self.buckets = sorted(spec.buckets)
+        self.backend = load_backend(self.variant["format"], spec)
+        self._cache = allocate_cache([tuple(s) for s in self.variant["io"]["cache_shapes"]])
+        self.load_seconds = time.perf_counter() - start
+
+    def mel(self, audio: np.ndarray) -> np.ndarray:
+        return model_mel(audio, self.padded_input, self.n_mels, self.buckets)
+
+    def chunks(self, audio: np.ndarray) -> list[Chunk]:
+        # Fixed 30 s windows: the encoder's maximum. (Voice-activity segmentation would cut at pauses instead.)
+        return [
+            Chunk(start / SAMPLE_RATE, audio[start : start + N_SAMPLES_30S])
+            for start in range(0, max(len(audio), 1), N_SAMPLES_30S)
+        ]
+
+    def transcribe(self, audio: str | Path | np.ndarray) -> Transcription:
+        t0 = time.perf_counter()
+        samples = load_audio(audio) if not isinstance(audio, np.ndarray) else np.asarray(audio, dtype=np.float32)
+        timings = {"load_audio": time.perf_counter() - t0, "features": 0.0, "encode": 0.0, "decode": 0.0}
+        tokens: list[int] = []
+        texts: list[str] = []
+        steps = 0
+        for chunk in self.chunks(samples):
+            if self.gate is not None and self.gate.is_silent(chunk.audio):
+                continue
+            t = time.perf_counter()
+            mel = self.mel(chunk.audio)
+            timings["features"] += time.perf_counter() - t
+            if mel.shape[-1] < 2:
+                continue
+            t = time.perf_counter()
+            cross = self.backend.run_encoder(mel)
+            timings["encode"] += time.perf_counter() - t
+            t = time.perf_counter()
+            result = greedy_decode(self.backend, cross, self.settings, len(chunk.audio) / SAMPLE_RATE, self._cache)
+            timings["decode"] += time.perf_counter() - t
+            steps += result.steps
+            tokens += result.tokens
+            texts.append(self.detokenizer.decode(result.tokens).strip())
+        timings["total"] = time.perf_counter() - t0
+        timings["decoder_steps"] = float(steps)
+        return Transcription(
+            text=" ".join(t for t in texts if t),
+            tokens=tokens,
+            audio_seconds=len(samples) / SAMPLE_RATE,
+            language=self.language,
+            timings=timings,
+        )
+
+
+__all__ = [
+    "Transcriber",
+    "backend_spec",
+    "decode_settings",
+    "model_mel",
+    "choose_variant",
+    "read_manifest",
+    "sha256_file",
+    "verify_file",
+]

@@ -1,0 +1,53 @@
+"""The shared greedy policy's guards and the torch-free detokenizer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_askd_runtime.decoding import DecodeSettings, SilenceGate, greedy_step, repetition_start, token_cap
+from edge_askd_runtime.tokenizer import Detokenizer
+
+
+def test_repetition_detector_keeps_one_copy():
+    assert repetition_start([5, 1, 2, 1, 2, 1, 2, 1, 2], max_repeats=4, max_period=16) == 3
+    assert repetition_start([7, 7, 7, 7], max_repeats=4, max_period=16) == 1
+    assert repetition_start([1, 2, 3, 1, 2, 3, 1, 2], max_repeats=4, max_period=16) is None
+
+
+def test_greedy_step_applies_suppression_eos_and_cap():
+    settings = DecodeSettings(prompt=(50257, 50362), eos=50256, suppress_tokens=(3,), begin_suppress_tokens=(220,))
+    logits = np.zeros(51864, dtype=np.float32)
+    logits[220] = 5.0
+    logits[3] = 4.0
+    logits[11] = 3.0
+    generated: list[int] = []
+    assert greedy_step(logits, generated, settings, cap=2) is None
+    assert generated == [11]  # 220 suppressed at the first step, 3 always
+    assert greedy_step(logits, generated, settings, cap=2) == "token_cap"
+    assert generated == [11, 220]
+    logits[50256] = 9.0
+    assert greedy_step(logits, generated, settings, cap=10) == "eos"
+    assert token_cap(settings, 1.0) == 16 and token_cap(settings, 100.0) == 446
+
+
+def test_silence_gate_on_real_speech_and_silence(real_clip):
+    from edge_askd_runtime import load_audio
+
+    gate = SilenceGate()
+    speech = load_audio(real_clip("arctic_a0009"))
+    assert not gate.is_silent(speech)
+    assert gate.is_silent(np.zeros(16000, dtype=np.float32))
+    assert gate.is_silent(speech * 1e-4)  # -80 dB: room noise, not speech
+
+
+def test_detokenizer_equals_hf_tokenizer(teacher_dir):
+    from transformers import AutoTokenizer
+
+    for name in ("tiny.en", "base"):
+        path = teacher_dir(name)
+        hf = AutoTokenizer.from_pretrained(path)
+        text = "And so, my fellow Americans: ask not — naïve café, 3.5% «quoted» 東京."
+        ids = hf.encode(text, add_special_tokens=False)
+        ours = Detokenizer.from_file(path / "tokenizer.json", first_special=hf.convert_tokens_to_ids("<|endoftext|>"))
+        assert ours.decode(ids) == hf.decode(ids, skip_special_tokens=True)
+        assert ours.decode([50257, *ids, 50256]) == hf.decode(ids, skip_special_tokens=True)
