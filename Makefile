@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edge-askd-installed
-APT_PACKAGES := espeak-ng sox libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins
+APT_PACKAGES := espeak-ng sox libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins \
+  flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts wordnet-base fortunes fortunes-min
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 

@@ -35,10 +35,11 @@ def run_bench_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .autotune import choose, write_device_default
+    from .candidates import runtime_candidates
     from .report import markdown_table, plot_all
     from .run import run_benchmark, write_json_atomic
 
-    candidates = [f"runtime:{d}" for d in args.exports] + [p for p in args.peers.split(",") if p]
+    candidates = [c for d in args.exports for c in runtime_candidates(d)] + [p for p in args.peers.split(",") if p]
     config = BenchConfig(
         candidates=candidates,
         lengths_s=[float(x) for x in args.lengths.split(",")],

@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     from edge_askd_bench.cli import add_bench_parser
     from edge_askd_export import add_export_parser
 
+    from .distill_config import add_distill_parser
+
+    add_distill_parser(sub)
     add_export_parser(sub)
     add_bench_parser(sub)
 

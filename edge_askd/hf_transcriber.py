@@ -12,8 +12,9 @@ import numpy as np
 
 from edge_askd_runtime.audio import SAMPLE_RATE, load_audio
 from edge_askd_runtime.errors import ModelError
-from edge_askd_runtime.features import N_SAMPLES_30S, log_mel
+from edge_askd_runtime.features import log_mel
 from edge_askd_runtime.results import Transcription
+from edge_askd_runtime.transcriber import speech_chunks
 
 from .teacher import materialise_teacher
 
@@ -44,6 +45,8 @@ class HFTranscriber:
         self.model = WhisperForConditionalGeneration.from_pretrained(self.checkpoint, dtype=torch.float32).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(self.checkpoint)
         self.language = language if self.model.generation_config.is_multilingual else None
+        # Distilled students (edge_askd.student) take the unpadded mel through the length-aware encoder.
+        self.unpadded = getattr(self.model.config, "edge_askd_input", None) == "unpadded"
         self.load_seconds = time.perf_counter() - start
 
     def generate_kwargs(self) -> dict:
@@ -66,14 +69,20 @@ class HFTranscriber:
         tokens: list[int] = []
         texts: list[str] = []
         features_s = 0.0
-        # Audio longer than the teacher's 30 s window is cut into consecutive windows.
-        for start in range(0, max(len(samples), 1), N_SAMPLES_30S):
+        # Audio longer than one 30 s window is cut at pauses, as the device runtime does.
+        for piece in speech_chunks(samples):
             f0 = time.perf_counter()
-            mel = torch.from_numpy(log_mel(samples[start : start + N_SAMPLES_30S], pad_to_30s=True))[None]
+            chunk = piece.audio
+            mel = torch.from_numpy(log_mel(chunk, pad_to_30s=not self.unpadded))
             features_s += time.perf_counter() - f0
-            with torch.inference_mode():
-                out = self.model.generate(mel, **self.generate_kwargs())
-            ids = [int(t) for t in out[0] if int(t) < self.model.generation_config.eos_token_id]
+            if self.unpadded:
+                from .student import greedy_decode
+
+                ids = greedy_decode(self.model, mel, self.prompt_ids())
+            else:
+                with torch.inference_mode():
+                    out = self.model.generate(mel[None], **self.generate_kwargs())
+                ids = [int(t) for t in out[0] if int(t) < self.model.generation_config.eos_token_id]
             tokens += ids
             texts.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
         total = time.perf_counter() - t0

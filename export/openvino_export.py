@@ -8,7 +8,28 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def disable_telemetry() -> None:
+    """OpenVINO's converters send usage statistics by default, from a forked process. This toolkit is offline by
+    design, and a fork next to JAX's threads (litert-torch) can deadlock, so switch it off in this process only
+    (no consent file is written to the user's home)."""
+    try:
+        from openvino_telemetry import Telemetry
+    except ImportError:
+        return
+    original_init = Telemetry.init
+
+    def init_without_consent(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.consent = False
+
+    if getattr(Telemetry.init, "__name__", "") != "init_without_consent":
+        Telemetry.init = init_without_consent
+    for method in ("send_event", "send_error", "send_stack_trace", "start_session", "end_session"):
+        setattr(Telemetry, method, lambda self, *args, **kwargs: None)
+
+
 def convert(onnx_path: Path, xml_path: Path, precision: str) -> Path:
+    disable_telemetry()
     import openvino as ov
 
     xml_path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from .errors import ModelError
 from .features import HOP_LENGTH, N_SAMPLES_30S, log_mel
 from .results import Transcription
 from .tokenizer import Detokenizer
+from .vad import speech_segments
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -157,6 +158,14 @@ class Chunk:
     audio: np.ndarray
 
 
+def speech_chunks(audio: np.ndarray) -> list[Chunk]:
+    """Audio that fits one 30 s window stays whole; longer audio is cut at pauses found by the energy VAD (never
+    mid-word, unlike fixed windows, which made a sentence cut at a boundary come out twice)."""
+    if len(audio) <= N_SAMPLES_30S:
+        return [Chunk(0.0, audio)]
+    return [Chunk(start / SAMPLE_RATE, audio[start:end]) for start, end in speech_segments(audio)]
+
+
 class Transcriber:
     """Greedy Whisper transcription over ONNX Runtime, OpenVINO or LiteRT, from an export directory."""
 
@@ -200,11 +209,15 @@ class Transcriber:
         return model_mel(audio, self.padded_input, self.n_mels, self.buckets)
 
     def chunks(self, audio: np.ndarray) -> list[Chunk]:
-        # Fixed 30 s windows: the encoder's maximum. (Voice-activity segmentation would cut at pauses instead.)
-        return [
-            Chunk(start / SAMPLE_RATE, audio[start : start + N_SAMPLES_30S])
-            for start in range(0, max(len(audio), 1), N_SAMPLES_30S)
-        ]
+        return speech_chunks(audio)
+
+    def describe(self) -> dict:
+        """What runs, for benchmarks and logs."""
+        return {
+            "backend": self.variant["format"],
+            "precision": self.variant["precision"],
+            "size_bytes": sum((self.export_dir / rel).stat().st_size for rel in variant_files(self.variant)),
+        }
 
     def transcribe(self, audio: str | Path | np.ndarray) -> Transcription:
         t0 = time.perf_counter()

@@ -239,3 +239,28 @@ def test_runtime_chunks_audio_longer_than_30s(teacher_export, real_clip):
     assert result.audio_seconds == pytest.approx(33.0, abs=0.1)
     assert result.text.lower().count("fellow americans") >= 3
     assert result.text.lower().rstrip(".").endswith("for your country")
+
+
+def test_openvino_telemetry_never_forks_a_sender(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import os, sys
+        forks = []
+        real_fork = os.fork
+        os.fork = lambda: forks.append(1) or real_fork()
+        from edge_askd_export.openvino_export import disable_telemetry
+        disable_telemetry()
+        from openvino_telemetry import Telemetry
+        t = Telemetry(app_name="test", app_version="0", tid="G-TEST", backend="ga4", enable_opt_in_dialog=False)
+        t.send_event("category", "action", "label")
+        t.force_shutdown(1.0)
+        print("consent", t.consent, "forks", len(forks))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["consent", "False", "forks", "0"]

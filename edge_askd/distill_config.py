@@ -1,0 +1,231 @@
+"""Configuration of `edge-askd distill`: one flat dataclass, loaded from TOML, overridden by `--set key=value`.
+
+TOML tables are only for readability: `[train] lr = 1e-4` and top-level `lr = 1e-4` mean the same, so every key
+has one name for both the file and `--set`. Relative paths are relative to the working directory (run from the
+repository root), as in the Hugging Face training scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomllib
+
+from edge_askd_runtime.errors import EdgeAskdError
+
+from .schedules import ScheduleConfig
+
+METHODS = ("ce", "static_kd", "askd_decay", "askd")
+
+
+@dataclass
+class DistillConfig:
+    # model
+    student: str = "tiny-e2d1"  # preset name (student.PRESETS) or TEACHER:ENC:DEC
+    freeze_encoder: bool = False
+    language: str = "en"
+    # method (baselines): ce | static_kd | askd_decay | askd
+    method: str = "askd"
+    # data (JSONL manifests; relative audio paths are relative to the manifest)
+    train_manifest: str = ""
+    target_field: str = "text"  # manifest key used as the CE target, e.g. a teacher pseudo-label column
+    dev_manifest: str = ""
+    probe_manifest: str = ""
+    max_duration: float = 30.0
+    output_dir: str = "runs/distill"
+    # optimisation (defaults: Distil-Whisper Table 15 where it applies)
+    seed: int = 0
+    max_steps: int = 1000
+    batch_size: int = 8  # per process, per micro-step
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    warmup_steps: int = 50
+    lr_decay: str = "linear"  # linear | cosine | constant, after warm-up
+    max_grad_norm: float = 1.0
+    bucket_batches: int = 16  # batches per length-sorted bucket: bigger = less padding, less shuffling
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
+    # distillation (ScheduleConfig fields; see schedules.py)
+    temperature: float = 2.0
+    ce_weight: float = 0.8  # Distil-Whisper's script weights CE 0.8, KL 1.0; method "ce" always uses 1.0
+    lambda_schedule: str = "cosine"
+    lambda0: float = 1.0
+    lambda_min: float = 0.0
+    decay_start: float = 0.0
+    decay_end: float = 0.6
+    exp_rate: float = 5.0
+    beta_max: float = 0.5
+    self_kd_start: float = 0.5
+    self_kd_teacher: str = "ema"  # ema | snapshot (PS-KD: the previous "epoch")
+    ema_decay: float = 0.99
+    snapshot_every: int = 0  # steps between snapshots; 0 = one epoch of the train manifest
+    self_kd_temperature: float = 1.0
+    # teacher-output cache (top-k log-probs per target token); empty = run the teacher live
+    teacher_cache: str = ""
+    teacher_topk: int = 32
+    # checkpoints, evaluation, logging
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    eval_every: int = 0  # 0 = only at the end
+    eval_max_clips: int = 0  # 0 = all clips of the dev / probe manifests
+    log_every: int = 1
+    progress: bool = True
+
+    def schedule_config(self) -> ScheduleConfig:
+        """Method -> schedule: the baselines are fixed points of the same formula."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(ScheduleConfig)}
+        if self.method == "ce":
+            fields.update(lambda_schedule="constant", lambda0=0.0, lambda_min=0.0, beta_max=0.0)
+        elif self.method == "static_kd":
+            fields.update(lambda_schedule="constant", beta_max=0.0)
+        elif self.method == "askd_decay":
+            fields.update(beta_max=0.0)
+        return ScheduleConfig(**fields)
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.method != "ce" and self.lambda0 > 0
+
+    @property
+    def effective_ce_weight(self) -> float:
+        return 1.0 if self.method == "ce" else self.ce_weight
+
+    def validate(self, where: str = "config") -> None:
+        if self.method not in METHODS:
+            raise EdgeAskdError(f"{where}: method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.method in ("askd_decay", "askd") and self.lambda_schedule == "constant":
+            raise EdgeAskdError(f"{where}: method {self.method} needs a decaying lambda_schedule; use static_kd")
+        if not self.train_manifest:
+            raise EdgeAskdError(f"{where}: train_manifest is empty; set it in the file or with --set train_manifest=")
+        for name in ("max_steps", "batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every"):
+            if getattr(self, name) < 1:
+                raise EdgeAskdError(f"{where}: {name} must be >= 1")
+        if self.lr_decay not in ("linear", "cosine", "constant"):
+            raise EdgeAskdError(f"{where}: lr_decay {self.lr_decay!r} is not linear, cosine or constant")
+        if self.self_kd_teacher not in ("ema", "snapshot"):
+            raise EdgeAskdError(f"{where}: self_kd_teacher {self.self_kd_teacher!r} is not ema or snapshot")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise EdgeAskdError(f"{where}: precision {self.precision!r} is not auto, fp32 or bf16")
+        if self.temperature <= 0 or self.self_kd_temperature <= 0:
+            raise EdgeAskdError(f"{where}: temperatures must be > 0")
+        if self.schedule_config().lambda_schedule == "adaptive" and not (self.dev_manifest and self.eval_every):
+            raise EdgeAskdError(
+                f"{where}: lambda_schedule adaptive is driven by the dev loss; set dev_manifest and eval_every"
+            )
+        self.schedule_config().validate(where)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _field_types() -> dict[str, type]:
+    hints = typing.get_type_hints(DistillConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(DistillConfig)}
+
+
+def _coerce(key: str, value: object, where: str) -> object:
+    kind = _field_types()[key]
+    if isinstance(kind, types.UnionType):  # e.g. `str | None`: take the first concrete type
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise EdgeAskdError(f"{where}: {key} must be true or false, got {value!r}")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise EdgeAskdError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _flatten(data: dict, where: str) -> dict:
+    flat: dict = {}
+    for key, value in data.items():
+        items = value.items() if isinstance(value, dict) else [(key, value)]
+        for k, v in items:
+            if k in flat:
+                raise EdgeAskdError(f"{where}: key {k!r} is set twice")
+            flat[k] = v
+    return flat
+
+
+def apply(cfg: DistillConfig, values: dict, where: str) -> DistillConfig:
+    known = _field_types()
+    for key, value in values.items():
+        if key not in known:
+            close = [k for k in known if key.split("_")[0] in k][:4]
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise EdgeAskdError(f"{where}: unknown key {key!r}{hint}")
+        setattr(cfg, key, _coerce(key, value, where))
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """`key=value`; the value is read as a TOML value (1e-4, true, "x"), else taken as a bare string."""
+    if "=" not in text:
+        raise EdgeAskdError(f"--set {text!r}: expected key=value")
+    key, raw = (s.strip() for s in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DistillConfig:
+    cfg = DistillConfig()
+    where = "defaults"
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise EdgeAskdError(f"{p}: config file not found; see configs/askd-base-e4d2.toml for an example")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise EdgeAskdError(f"{p}: not valid TOML ({exc}); fix the file") from None
+        where = str(p)
+        apply(cfg, _flatten(data, where), where)
+    for item in overrides:
+        key, value = parse_override(item)
+        apply(cfg, {key: value}, f"--set {item}")
+    cfg.validate(where if not overrides else f"{where} + --set")
+    return cfg
+
+
+def add_distill_parser(subparsers) -> argparse.ArgumentParser:
+    """`edge-askd distill --config CFG [--set key=value ...]`. Importing this module does not import torch, so
+    the CLI's --help stays light; the handler imports the trainer when it runs."""
+    p = subparsers.add_parser(
+        "distill",
+        help="distil a Whisper teacher into a small student (ASKD, static KD, CE baselines)",
+        description="Train a student; kill it at any time and rerun the same command to resume exactly. "
+        "Many GPUs: torchrun --nproc_per_node N -m edge_askd.trainer --config CFG",
+    )
+    p.add_argument("--config", help="TOML config (see configs/askd-base-e4d2.toml); keys as in DistillConfig")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set max_steps=200 --set method=static_kd",
+    )
+    p.set_defaults(func=_run_distill)
+    return p
+
+
+def _run_distill(args: argparse.Namespace) -> int:
+    from .trainer import run_distill
+
+    return run_distill(args)

@@ -1,0 +1,191 @@
+"""Training data for distillation: manifest -> examples -> length-bucketed, resumable batches.
+
+Each example gives the same waveform twice: the student's unpadded log-mel and the teacher's 30 s padded one
+(`log_mel(pad_to_30s=...)`), plus decoder inputs / labels built from the reference text after the faster-whisper
+prompt. The batch order is a pure function of (seed, epoch), so a position (epoch, batch index) is all a
+checkpoint needs to resume the exact data order.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_askd_runtime.audio import load_audio
+from edge_askd_runtime.errors import EdgeAskdError
+from edge_askd_runtime.features import log_mel
+
+
+@dataclass(frozen=True)
+class Clip:
+    audio: Path
+    text: str
+    duration: float
+    source: str = ""
+
+
+def read_clips(
+    manifest: str | Path, max_duration: float = 30.0, allow_empty_text: bool = False, text_field: str = "text"
+) -> list[Clip]:
+    """The one place that reads manifests (swap the reader here). Clips over `max_duration` are skipped because
+    neither the teacher's window nor the student's positional table goes past 30 s. `text_field` picks another
+    column (e.g. teacher pseudo-labels) as the target."""
+    from edge_askd.data.manifest import read_manifest
+
+    entries = read_manifest(manifest)
+    if text_field != "text":
+        lacking = [e.audio for e in entries if not isinstance(e.extra.get(text_field), str)]
+        if lacking:
+            raise EdgeAskdError(
+                f"{manifest}: {len(lacking)} line(s) lack a text field {text_field!r} (first: {lacking[0]}); "
+                'add it or set target_field = "text"'
+            )
+    texts = [e.text if text_field == "text" else e.extra[text_field] for e in entries]
+    clips = [
+        Clip(e.audio_path(manifest), text, e.duration, e.source)
+        for e, text in zip(entries, texts, strict=True)
+        if e.duration <= max_duration and (allow_empty_text or text.strip())
+    ]
+    if not clips:
+        raise EdgeAskdError(
+            f"{manifest}: no usable clips (all longer than {max_duration} s or without text); check the manifest"
+        )
+    return clips
+
+
+class TargetBuilder:
+    """Reference text -> (decoder input, labels, loss mask). Loss positions: the text tokens and the final EOT,
+    never the prompt (the prompt is given, not predicted)."""
+
+    def __init__(self, tokenizer, prompt: list[int], eot: int, max_positions: int) -> None:
+        self.tokenizer, self.prompt, self.eot = tokenizer, list(prompt), eot
+        self.max_text = max_positions - len(prompt)
+
+    def __call__(self, text: str) -> tuple[list[int], list[int], list[int]]:
+        # Whisper transcripts start with a space token: " And so my fellow..."
+        ids = self.tokenizer(" " + text.strip(), add_special_tokens=False).input_ids[: self.max_text]
+        seq = self.prompt + ids + [self.eot]
+        dec_in, labels = seq[:-1], seq[1:]
+        mask = [0] * (len(self.prompt) - 1) + [1] * (len(ids) + 1)
+        return dec_in, labels, mask
+
+
+class DistillDataset:
+    def __init__(self, clips: list[Clip], targets: TargetBuilder, cache_audio: bool = True) -> None:
+        self.clips, self.targets = clips, targets
+        self._audio: dict[int, np.ndarray] = {}
+        self.cache_audio = cache_audio
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def audio(self, index: int) -> np.ndarray:
+        if index in self._audio:
+            return self._audio[index]
+        audio = load_audio(self.clips[index].audio)
+        if self.cache_audio:
+            self._audio[index] = audio
+        return audio
+
+    def __getitem__(self, index: int) -> dict:
+        audio = self.audio(index)
+        dec_in, labels, mask = self.targets(self.clips[index].text)
+        return {
+            "index": index,
+            "student_mel": torch.from_numpy(log_mel(audio, pad_to_30s=False)),
+            "teacher_mel": torch.from_numpy(log_mel(audio, pad_to_30s=True)),
+            "dec_in": torch.tensor(dec_in),
+            "labels": torch.tensor(labels),
+            "mask": torch.tensor(mask),
+        }
+
+
+def collate(items: list[dict], pad_id: int) -> dict:
+    """Right-pad mels (zeros) and token sequences (EOT, mask 0); `length_aware` masks the mel padding."""
+    n = len(items)
+    frames = torch.tensor([it["student_mel"].shape[1] for it in items])
+    mel = torch.zeros(n, items[0]["student_mel"].shape[0], int(frames.max()))
+    width = max(len(it["dec_in"]) for it in items)
+    dec_in = torch.full((n, width), pad_id, dtype=torch.long)
+    labels = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros(n, width, dtype=torch.long)
+    for i, it in enumerate(items):
+        mel[i, :, : frames[i]] = it["student_mel"]
+        k = len(it["dec_in"])
+        dec_in[i, :k], labels[i, :k], mask[i, :k] = it["dec_in"], it["labels"], it["mask"]
+    return {
+        "index": torch.tensor([it["index"] for it in items]),
+        "student_mel": mel,
+        "frames": frames,
+        "teacher_mel": torch.stack([it["teacher_mel"] for it in items]),
+        "dec_in": dec_in,
+        "labels": labels,
+        "mask": mask,
+    }
+
+
+def epoch_batches(
+    durations: list[float], batch_size: int, bucket_batches: int, seed: int, epoch: int
+) -> list[list[int]]:
+    """Length-bucketed batches for one epoch, a pure function of its arguments.
+
+    Shuffle, cut into buckets of `bucket_batches * batch_size` clips, sort each bucket by duration (so a batch's
+    clips have similar lengths: little padding), cut into batches, shuffle the batch order."""
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(durations)))
+    rng.shuffle(order)
+    span = max(bucket_batches, 1) * batch_size
+    batches: list[list[int]] = []
+    for start in range(0, len(order), span):
+        bucket = sorted(order[start : start + span], key=lambda i: (durations[i], i))
+        batches += [bucket[j : j + batch_size] for j in range(0, len(bucket), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+@dataclass
+class DataPosition:
+    epoch: int = 0
+    batch: int = 0  # index of the next batch in this epoch's list
+
+
+class BatchStream:
+    """Endless, resumable stream of index batches; with `world` processes each takes every world-th batch."""
+
+    def __init__(
+        self, durations: list[float], batch_size: int, bucket_batches: int, seed: int, rank: int = 0, world: int = 1
+    ) -> None:
+        self.durations, self.batch_size, self.bucket_batches, self.seed = durations, batch_size, bucket_batches, seed
+        self.rank, self.world = rank, world
+        self.position = DataPosition()
+        self._cache: tuple[int, list[list[int]]] | None = None
+
+    def _epoch(self, epoch: int) -> list[list[int]]:
+        if self._cache is None or self._cache[0] != epoch:
+            self._cache = (epoch, epoch_batches(self.durations, self.batch_size, self.bucket_batches, self.seed, epoch))
+        return self._cache[1]
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self._epoch(0)) // self.world
+
+    def next(self) -> list[int]:
+        batches = self._epoch(self.position.epoch)
+        if self.position.batch + self.world > len(batches):  # every rank must get a batch: drop the ragged tail
+            self.position = DataPosition(self.position.epoch + 1, 0)
+            batches = self._epoch(self.position.epoch)
+        if self.world > len(batches):
+            raise EdgeAskdError(f"{len(self.durations)} clips make fewer batches than the {self.world} processes")
+        out = batches[self.position.batch + self.rank]
+        self.position = DataPosition(self.position.epoch, self.position.batch + self.world)
+        return out
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.position.epoch, "batch": self.position.batch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position = DataPosition(int(state["epoch"]), int(state["batch"]))

@@ -1,0 +1,337 @@
+"""Distillation trainer on real data: config, bucketed data order, teacher cache, end-to-end runs, kill -9 resume.
+
+Uses the real tiny.en teacher, the smallest student (tiny-e2d1), espeak-ng + real clips, a few steps, 1 thread.
+"""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from edge_askd.distill_config import DistillConfig, load_config
+from edge_askd.distill_data import BatchStream, epoch_batches
+from edge_askd.losses import teacher_topk, topk_kd_loss
+from edge_askd_runtime.errors import EdgeAskdError
+
+REPO = Path(__file__).resolve().parents[1]
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Please call me back after the meeting tomorrow.",
+    "The weather is cold and the wind is strong today.",
+    "She sells sea shells by the sea shore.",
+]
+
+
+def _row(audio: Path, text: str, split: str, source: str) -> str:
+    return json.dumps(
+        {
+            "audio": str(audio),
+            "text": text,
+            "duration": sf.info(str(audio)).duration,
+            "language": "en",
+            "source": source,
+            "split": split,
+            "speaker": source,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory, real_clip):
+    """train: 4 espeak-ng sentences + 2 real ARCTIC clips; dev: one real clip; probe: silence + one clip."""
+    import numpy as np
+
+    from edge_askd.real_clips import REAL_CLIPS
+
+    root = tmp_path_factory.mktemp("distill-data")
+    train = []
+    for i, text in enumerate(SENTENCES):
+        wav = root / f"espeak{i}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(wav), text], check=True)
+        train.append(_row(wav, text, "train", "espeak-ng"))
+    for name in ("arctic_a0007", "arctic_a0009"):
+        train.append(_row(real_clip(name), REAL_CLIPS[name].text, "train", REAL_CLIPS[name].source))
+    silence = root / "silence.wav"
+    sf.write(silence, np.zeros(16000 * 2, dtype=np.float32), 16000)
+    paths = {"train": root / "train.jsonl", "dev": root / "dev.jsonl", "probe": root / "probe.jsonl"}
+    paths["train"].write_text("\n".join(train) + "\n")
+    paths["dev"].write_text(_row(real_clip("arctic_a0009"), REAL_CLIPS["arctic_a0009"].text, "dev", "x") + "\n")
+    paths["probe"].write_text(_row(silence, "", "probe", "silence") + "\n")
+    return paths
+
+
+def _cfg(manifests, out: Path, **kw) -> DistillConfig:
+    base = dict(
+        student="tiny-e2d1",
+        train_manifest=str(manifests["train"]),
+        output_dir=str(out),
+        max_steps=4,
+        batch_size=2,
+        warmup_steps=1,
+        checkpoint_every=2,
+        threads=1,
+        progress=False,
+        decay_end=0.5,
+        self_kd_start=0.5,
+        beta_max=0.5,
+    )
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+# --- config ---------------------------------------------------------------------------------------------------
+
+
+def test_toml_config_with_tables_and_overrides(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[model]\nstudent = "tiny-e4d1"\n[train]\nlr = 3e-4\nmax_steps = 10\ntrain_manifest = "t.jsonl"\n')
+    cfg = load_config(path, ["max_steps=20", "method=static_kd", "progress=false", "lambda0=1"])
+    assert (cfg.student, cfg.lr, cfg.max_steps, cfg.method, cfg.progress, cfg.lambda0) == (
+        "tiny-e4d1",
+        3e-4,
+        20,
+        "static_kd",
+        False,
+        1.0,
+    )
+    with pytest.raises(EdgeAskdError, match="unknown key 'lr_rate'"):
+        load_config(path, ["lr_rate=1"])
+    with pytest.raises(EdgeAskdError, match="max_steps must be int"):
+        load_config(path, ["max_steps=ten"])
+    with pytest.raises(EdgeAskdError, match="method 'kd' is not one of"):
+        load_config(path, ["method=kd"])
+    with pytest.raises(EdgeAskdError, match="nope.toml: config file not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lr = [")
+    with pytest.raises(EdgeAskdError, match="bad.toml: not valid TOML"):
+        load_config(bad)
+
+
+def test_cli_parser_reports_config_errors_on_one_line(tmp_path, capsys):
+    from edge_askd.trainer import main
+
+    assert main(["--set", "max_steps=0", "--set", "train_manifest=x.jsonl"]) == 2
+    assert capsys.readouterr().err.strip() == "edge-askd: error: defaults + --set: max_steps must be >= 1"
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text('train_manifest = "x.jsonl"\nlambda_schedule = "adaptive"\n')
+    assert main(["--config", str(cfg_file)]) == 2
+    assert "set dev_manifest and eval_every" in capsys.readouterr().err
+
+
+def test_parser_module_does_not_import_torch():
+    code = (
+        "import sys, argparse, edge_askd.distill_config as d; "
+        "d.add_distill_parser(argparse.ArgumentParser().add_subparsers()); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_example_config_loads():
+    cfg = load_config(REPO / "configs" / "askd-base-e4d2.toml")
+    assert cfg.student == "base-e4d2" and cfg.method == "askd"
+
+
+# --- data order ---------------------------------------------------------------------------------------------------
+
+
+def test_batches_are_bucketed_deterministic_and_cover_the_epoch():
+    durations = [float(d) for d in [5, 1, 9, 3, 7, 2, 8, 4, 6, 10, 1.5, 2.5]]
+    a = epoch_batches(durations, batch_size=3, bucket_batches=4, seed=1, epoch=0)
+    assert a == epoch_batches(durations, 3, 4, seed=1, epoch=0)
+    assert a != epoch_batches(durations, 3, 4, seed=1, epoch=1)
+    assert sorted(i for b in a for i in b) == list(range(12))
+    # one bucket holds the whole epoch here, so every batch is a run of consecutive lengths
+    ranks = {i: r for r, i in enumerate(sorted(range(12), key=lambda i: durations[i]))}
+    assert all(max(ranks[i] for i in b) - min(ranks[i] for i in b) == 2 for b in a)
+
+
+def test_batch_stream_resumes_at_the_same_batch_and_splits_ranks():
+    durations = [float(i % 7 + 1) for i in range(10)]
+    s = BatchStream(durations, 2, 2, seed=3)
+    first = [s.next() for _ in range(7)]  # crosses into epoch 1
+    state = s.state_dict()
+    rest = [s.next() for _ in range(4)]
+    t = BatchStream(durations, 2, 2, seed=3)
+    t.load_state_dict(state)
+    assert [t.next() for _ in range(4)] == rest and state["epoch"] == 1 and first[5] != rest[0]
+    r0, r1 = BatchStream(durations, 2, 2, 3, rank=0, world=2), BatchStream(durations, 2, 2, 3, rank=1, world=2)
+    seen = [i for _ in range(2) for b in (r0.next(), r1.next()) for i in b]
+    assert len(set(seen)) == 8  # two ranks draw disjoint batches
+
+
+# --- trainer ------------------------------------------------------------------------------------------------------
+
+
+def test_manifest_errors_name_the_file(manifests, tmp_path):
+    from edge_askd.distill_data import read_clips
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"audio": "a.wav", "text": "x"}\n')
+    with pytest.raises(EdgeAskdError, match=r"bad.jsonl:1: missing field\(s\) duration"):
+        read_clips(bad)
+    with pytest.raises(EdgeAskdError, match="no usable clips"):
+        read_clips(manifests["train"], max_duration=0.5)
+
+
+def test_training_runs_evaluates_and_saves_a_transcribable_student(manifests, tmp_path, real_clip):
+    from edge_askd.hf_transcriber import HFTranscriber
+    from edge_askd.trainer import Trainer
+
+    cfg = _cfg(
+        manifests,
+        tmp_path / "run",
+        dev_manifest=str(manifests["dev"]),
+        probe_manifest=str(manifests["probe"]),
+        eval_every=4,
+    )
+    trainer = Trainer(cfg)
+    first = trainer.evaluate()
+    assert 0.0 <= first["dev_wer"] and first["probe_clips"] == 1
+    student_dir = trainer.train()
+    with (tmp_path / "run" / "train_log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    lam = [float(r["lambda"]) for r in rows]
+    beta = [float(r["beta"]) for r in rows]
+    assert lam[0] == 1.0 and lam[-1] == 0.0 and beta[:2] == [0.0, 0.0] and beta[-1] > 0
+    assert float(rows[0]["kd"]) > 0 and float(rows[-1]["self_kd"]) > 0  # both phases ran
+    with (tmp_path / "run" / "eval_log.csv").open() as f:
+        evals = list(csv.DictReader(f))
+    assert [e["step"] for e in evals] == ["4"] and evals[0]["probe_hallucination_rate"] in ("0", "1")
+    tr = HFTranscriber(str(student_dir), threads=1)
+    assert tr.unpadded
+    assert isinstance(tr.transcribe(real_clip("arctic_a0007")).text, str)
+
+
+def test_teacher_cache_matches_live_teacher(manifests, tmp_path):
+    from edge_askd.distill_data import collate
+    from edge_askd.trainer import Trainer
+
+    cache = tmp_path / "teacher.pt"
+    cfg = _cfg(
+        manifests,
+        tmp_path / "run",
+        method="askd_decay",
+        teacher_cache=str(cache),
+        teacher_topk=16,
+        temperature=1.0,
+        max_steps=2,
+    )
+    trainer = Trainer(cfg)
+    assert trainer.teacher is None and cache.is_file()
+    batch = collate([trainer.train_set[i] for i in (0, 5)], trainer.pad_id)
+    with torch.no_grad():
+        t_logits = trainer._teacher_for_eval(
+            input_features=batch["teacher_mel"], decoder_input_ids=batch["dec_in"]
+        ).logits
+        s_logits = trainer.forward(batch["student_mel"], batch["frames"], batch["dec_in"])
+    cached = topk_kd_loss(s_logits, trainer.cache.topk(batch), batch["mask"])
+    live = topk_kd_loss(s_logits, teacher_topk(t_logits, 16, 1.0), batch["mask"])
+    assert torch.allclose(cached, live, rtol=1e-5), (cached, live)
+    # a second trainer reuses the file instead of running the teacher again
+    assert Trainer(cfg).cache.entries[3][0].shape[1] == 16
+    trainer.train()
+
+
+def test_snapshot_self_teacher_is_refreshed_every_n_steps(manifests, tmp_path):
+    from edge_askd.trainer import Trainer
+
+    cfg = _cfg(manifests, tmp_path / "run", method="askd", self_kd_teacher="snapshot", snapshot_every=2, max_steps=3)
+    trainer = Trainer(cfg)
+    initial = {k: v.clone() for k, v in trainer.self_teacher.state_dict().items()}
+
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    trainer.train_step()
+    assert same(trainer.self_teacher.state_dict(), initial)  # PS-KD: the teacher is the *previous* snapshot
+    trainer.train_step()
+    assert same(trainer.self_teacher.state_dict(), trainer.student.state_dict())
+    assert not same(trainer.self_teacher.state_dict(), initial)
+
+
+# --- kill -9 and resume -------------------------------------------------------------------------------------------
+
+
+def _write_toml(path: Path, cfg: DistillConfig) -> None:
+    lines = []
+    for k, v in cfg.to_dict().items():
+        lines.append(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _run(config: Path, kill_after: Path | None = None) -> int:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_askd.trainer", "--config", str(config)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if kill_after is None:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        return proc.returncode
+    deadline = time.monotonic() + 300
+    while not kill_after.exists():
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    return proc.returncode
+
+
+def _losses(out: Path) -> list[tuple]:
+    with (out / "train_log.csv").open() as f:
+        return [
+            (
+                r["step"],
+                r["epoch"],
+                r["loss"],
+                r["ce"],
+                r["kd"],
+                r["self_kd"],
+                r["lambda"],
+                r["beta"],
+                r["lr"],
+                r["grad_norm"],
+            )
+            for r in csv.DictReader(f)
+        ]
+
+
+def test_kill_9_and_resume_continues_exactly(manifests, tmp_path):
+    """Full ASKD (live teacher, decay, then EMA self-KD) over 2 epochs: an uninterrupted run vs one SIGKILLed
+    right after its step-2 checkpoint and restarted with the same command must log identical losses and end with
+    identical weights."""
+    common = dict(max_steps=7, checkpoint_every=2, keep_checkpoints=10, decay_end=0.4, self_kd_start=0.4)
+    ref_cfg = tmp_path / "ref.toml"
+    _write_toml(ref_cfg, _cfg(manifests, tmp_path / "ref", **common))
+    _run(ref_cfg)
+    cut_cfg = tmp_path / "cut.toml"
+    _write_toml(cut_cfg, _cfg(manifests, tmp_path / "cut", **common))
+    assert _run(cut_cfg, kill_after=tmp_path / "cut" / "checkpoints" / "step-00000002") == -signal.SIGKILL
+    assert not (tmp_path / "cut" / "student").exists()  # it really died mid-run
+    _run(cut_cfg)
+    ref, cut = _losses(tmp_path / "ref"), _losses(tmp_path / "cut")
+    assert len(ref) == 7 and ref == cut
+    assert {r[1] for r in ref} == {"0", "1", "2"}  # 3 batches an epoch: resumed across epoch boundaries
+    a = torch.load(tmp_path / "ref" / "checkpoints" / "step-00000007" / "state.pt", weights_only=False)
+    b = torch.load(tmp_path / "cut" / "checkpoints" / "step-00000007" / "state.pt", weights_only=False)
+    for key in ("model", "self_teacher"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+    assert a["data"] == b["data"]
