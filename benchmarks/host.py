@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import subprocess
 from pathlib import Path
+
+from edge_askd_runtime.versions import installed_versions
 
 # The flags that decide which kernels the runtimes use (AVX-512 VNNI/BF16 on x86; dot-product/fp16 on Arm).
 INTERESTING_FLAGS = (
@@ -102,13 +103,7 @@ def git_commit() -> str | None:
 
 
 def library_versions() -> dict[str, str]:
-    versions = {}
-    for lib in LIBRARIES:
-        try:
-            versions[lib] = importlib.metadata.version(lib)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
+    return installed_versions(LIBRARIES)
 
 
 def describe_host() -> dict:

@@ -7,7 +7,6 @@ variants marked valid. Written atomically (temp file + rename) so a crashed expo
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from edge_askd_runtime.features import HOP_LENGTH, N_FFT, SAMPLE_RATE
 from edge_askd_runtime.transcriber import MANIFEST, MANIFEST_VERSION, sha256_file
+from edge_askd_runtime.versions import installed_versions
 
 from .graphs import GraphDims
 
@@ -46,13 +46,7 @@ def checkpoint_sha256(checkpoint: Path) -> str:
 
 
 def tool_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in _TOOLS:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
+    return {"python": platform.python_version(), **installed_versions(_TOOLS)}
 
 
 def input_convention(config: dict) -> str:

@@ -158,12 +158,23 @@ class Chunk:
     audio: np.ndarray
 
 
+MAX_CHUNK_SAMPLES = 28 * SAMPLE_RATE
+
+
 def speech_chunks(audio: np.ndarray) -> list[Chunk]:
     """Audio that fits one 30 s window stays whole; longer audio is cut at pauses found by the energy VAD (never
     mid-word, unlike fixed windows, which made a sentence cut at a boundary come out twice)."""
     if len(audio) <= N_SAMPLES_30S:
         return [Chunk(0.0, audio)]
-    return [Chunk(start / SAMPLE_RATE, audio[start:end]) for start, end in speech_segments(audio)]
+    # Merge consecutive speech regions into chunks of up to 28 s: each chunk costs one encoder pass (a full 30 s
+    # one for a teacher), so phrase-sized chunks would multiply the work.
+    spans: list[list[int]] = []
+    for start, end in speech_segments(audio):
+        if spans and end - spans[-1][0] <= MAX_CHUNK_SAMPLES:
+            spans[-1][1] = end
+        else:
+            spans.append([start, end])
+    return [Chunk(start / SAMPLE_RATE, audio[start:end]) for start, end in spans]
 
 
 class Transcriber:

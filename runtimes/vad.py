@@ -49,9 +49,11 @@ def speech_segments(
     min_silence_ms: int = 400,
     pad_ms: int = 150,
     max_segment_s: float = 28.0,
+    min_speech_ms: int = 300,
 ) -> list[tuple[int, int]]:
     """Speech regions of a whole signal as (start, end) sample indices, cut at pauses >= min_silence_ms and
-    never longer than max_segment_s (a Whisper window is 30 s)."""
+    never longer than max_segment_s (a Whisper window is 30 s). Regions with less than min_speech_ms of speech
+    (a click, a breath) are dropped: Whisper hallucinates ("Yeah.", "Thank you.") on such scraps."""
     vad = EnergyVad(config, sample_rate)
     n = vad.frame
     # Prime the floor with the whole file's quietest frames so the first words are not missed.
@@ -75,4 +77,6 @@ def speech_segments(
     if start is not None:
         segments.append((start, last + 1))
     pad = int(pad_ms * sample_rate / 1000)
+    min_frames = max(1, min_speech_ms // vad.config.frame_ms)
+    segments = [(s, e) for s, e in segments if sum(flags[s:e]) >= min_frames]
     return [(max(0, s * n - pad), min(len(audio), e * n + pad)) for s, e in segments]

@@ -233,7 +233,7 @@ def test_teacher_export_all_formats(teacher_dir, tmp_path_factory, real_clip):
 
 
 def test_runtime_chunks_audio_longer_than_30s(teacher_export, real_clip):
-    """33 s of real speech: two 30 s windows, both transcribed (fixed windows; VAD cutting is not done yet)."""
+    """33 s of real speech: cut at a pause into chunks that each fit the window, all transcribed."""
     audio = load_audio(real_clip("jfk"))
     result = Transcriber(teacher_export, backend="onnxruntime", threads=1).transcribe(np.concatenate([audio] * 3))
     assert result.audio_seconds == pytest.approx(33.0, abs=0.1)

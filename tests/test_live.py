@@ -124,3 +124,11 @@ def test_vad_ignores_steady_low_noise():
     noise = np.random.default_rng(1).normal(0, 0.003, 16000 * 3).astype(np.float32)
     flags = [vad.is_speech(noise[i : i + vad.frame]) for i in range(0, len(noise) - vad.frame, vad.frame)]
     assert not any(flags)
+
+
+def test_vad_drops_isolated_clicks(real_clip):
+    speech = load_audio(real_clip("arctic_a0009"))
+    click = np.zeros(16000, np.float32)
+    click[8000:8080] = 0.8  # 5 ms click, a second after the speech
+    segments = speech_segments(np.concatenate([speech, np.zeros(16000, np.float32), click]))
+    assert len(segments) == 1 and segments[0][1] <= len(speech) + 16000
