@@ -36,27 +36,35 @@ def _additive_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def encode(encoder: nn.Module, mel: torch.Tensor, frame_lengths: torch.Tensor | None = None) -> EncoderOutput:
-    """Run a HF `WhisperEncoder` on a [B, n_mels, T] mel of any T <= 2 * max_source_positions."""
+    """Run a HF `WhisperEncoder` on a [B, n_mels, T] mel of any T <= 2 * max_source_positions.
+
+    frame_lengths=None means no sample is padded: then nothing depends on the data, so the same function is
+    what the exporters trace with a dynamic time axis (no mask, no data-dependent branch).
+    """
     batch, _, frames = mel.shape
     max_frames = 2 * encoder.embed_positions.weight.shape[0]
-    if frames > max_frames:
+    if not torch.compiler.is_compiling() and frames > max_frames:
         raise ValueError(f"mel has {frames} frames; the encoder takes at most {max_frames} (30 s)")
-    if frame_lengths is None:
-        frame_lengths = torch.full((batch,), frames, dtype=torch.long, device=mel.device)
-    frame_valid = torch.arange(frames, device=mel.device)[None, :] < frame_lengths[:, None]
-    padded = bool((~frame_valid).any())
-    if padded:
+    frame_valid = None
+    if frame_lengths is not None:
+        frame_valid = torch.arange(frames, device=mel.device)[None, :] < frame_lengths[:, None]
+        if bool(frame_valid.all()):
+            frame_valid = None  # nothing padded in this batch: skip the masks
+    if frame_valid is not None:
         mel = mel * frame_valid[:, None, :].to(mel.dtype)
     x = nn.functional.gelu(encoder.conv1(mel))
-    if padded:
+    if frame_valid is not None:
         x = x * frame_valid[:, None, :].to(x.dtype)
     x = nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
     steps = x.shape[1]
     x = x + encoder.embed_positions.weight[:steps].to(x.dtype)
-    lengths = encoder_lengths(frame_lengths)
     key_mask = None
-    if padded:
-        key_mask = _additive_mask(torch.arange(steps, device=x.device)[None, :] < lengths[:, None], x.dtype)
+    if frame_lengths is None:
+        lengths = torch.full((batch,), steps, dtype=torch.long, device=x.device)
+    else:
+        lengths = encoder_lengths(frame_lengths)
+        if frame_valid is not None:
+            key_mask = _additive_mask(torch.arange(steps, device=x.device)[None, :] < lengths[:, None], x.dtype)
     for layer in encoder.layers:
         x = layer(x, attention_mask=key_mask)
     return EncoderOutput(encoder.layer_norm(x), lengths, key_mask)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from edge_askd.length_aware import encode
+
 # Large negative rather than -inf: the current token is always attended, so no row is fully masked, and a finite
 # value keeps fp16 exports free of inf arithmetic.
 _MASKED = -1e4
@@ -82,21 +84,6 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
 
 
-def encode_single(encoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
-    """`edge_askd.length_aware.encode(encoder, mel).hidden` for one unpadded sample, without its padding branch.
-
-    `encode` decides whether to mask padding with `bool(mask.any())`, a data-dependent branch that
-    torch.export cannot trace over a dynamic time axis. A single exported sample is never padded, so this is
-    exactly encode's no-padding path (tests/test_export_graphs.py checks the two agree on real speech).
-    """
-    x = nn.functional.gelu(encoder.conv1(mel))
-    x = nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
-    x = x + encoder.embed_positions.weight[: x.shape[1]].to(x.dtype)
-    for layer in encoder.layers:
-        x = layer(x, attention_mask=None)
-    return encoder.layer_norm(x)
-
-
 class EncoderGraph(nn.Module):
     """mel [1, n_mels, T] -> (cross_k0, cross_v0, cross_k1, ...), each [1, H, ceil(T/2), Dh]."""
 
@@ -107,7 +94,7 @@ class EncoderGraph(nn.Module):
         self.heads = model.config.decoder_attention_heads
 
     def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        hidden = encode_single(self.encoder, mel)
+        hidden = encode(self.encoder, mel).hidden  # unpadded single sample: traceable path
         outputs: list[torch.Tensor] = []
         for attn in self.cross:
             outputs.append(_heads(attn.k_proj(hidden), self.heads))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -49,6 +50,15 @@ class DecodeSettings:
     max_repeats: int = 4
     max_repeat_period: int = 16
 
+    # Index arrays built once per settings object, not on every decoder step.
+    @cached_property
+    def suppress_index(self) -> np.ndarray:
+        return np.asarray(self.suppress_tokens, dtype=np.int64)
+
+    @cached_property
+    def begin_suppress_index(self) -> np.ndarray:
+        return np.asarray(self.begin_suppress_tokens, dtype=np.int64)
+
 
 @dataclass
 class DecodeResult:
@@ -61,9 +71,9 @@ class DecodeResult:
 def apply_suppression(logits: np.ndarray, settings: DecodeSettings, first_step: bool) -> np.ndarray:
     """Mask suppressed tokens in place (logits [V] float32) and return them."""
     if settings.suppress_tokens:
-        logits[list(settings.suppress_tokens)] = -np.inf
+        logits[settings.suppress_index] = -np.inf
     if first_step and settings.begin_suppress_tokens:
-        logits[list(settings.begin_suppress_tokens)] = -np.inf
+        logits[settings.begin_suppress_index] = -np.inf
     return logits
 
 
