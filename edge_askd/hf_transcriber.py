@@ -13,7 +13,7 @@ import numpy as np
 from edge_askd_runtime.audio import SAMPLE_RATE, load_audio
 from edge_askd_runtime.errors import ModelError
 from edge_askd_runtime.features import log_mel
-from edge_askd_runtime.results import Transcription
+from edge_askd_runtime.results import Segment, Transcription
 from edge_askd_runtime.transcriber import speech_chunks
 
 from .teacher import materialise_teacher
@@ -67,7 +67,7 @@ class HFTranscriber:
         samples = load_audio(audio) if not isinstance(audio, np.ndarray) else audio.astype(np.float32)
         t1 = time.perf_counter()
         tokens: list[int] = []
-        texts: list[str] = []
+        segments: list[Segment] = []
         features_s = 0.0
         # Audio longer than one 30 s window is cut at pauses, as the device runtime does.
         for piece in speech_chunks(samples):
@@ -84,12 +84,15 @@ class HFTranscriber:
                     out = self.model.generate(mel[None], **self.generate_kwargs())
                 ids = [int(t) for t in out[0] if int(t) < self.model.generation_config.eos_token_id]
             tokens += ids
-            texts.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
+            text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+            if text:
+                segments.append(piece.segment(text, ids))
         total = time.perf_counter() - t0
         return Transcription(
-            text=" ".join(t for t in texts if t),
+            text=" ".join(s.text for s in segments),
             tokens=tokens,
             audio_seconds=len(samples) / SAMPLE_RATE,
             language=self.language,
             timings={"load_audio": t1 - t0, "features": features_s, "total": total},
+            segments=segments,
         )

@@ -6,7 +6,7 @@ Installed as the import package `edge_askd_runtime` (source folder `runtimes/`).
 from .audio import SAMPLE_RATE, load_audio
 from .errors import AudioError, EdgeAskdError, ModelError
 from .features import log_mel
-from .results import Transcription
+from .results import Segment, Transcription
 from .transcriber import Transcriber
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "AudioError",
     "EdgeAskdError",
     "ModelError",
+    "Segment",
     "Transcriber",
     "Transcription",
     "load_audio",

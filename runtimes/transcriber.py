@@ -19,7 +19,7 @@ from .backends import BACKEND_FORMATS, BackendSpec, load_backend, runtime_availa
 from .decoding import DecodeSettings, SilenceGate, allocate_cache, greedy_decode
 from .errors import ModelError
 from .features import HOP_LENGTH, N_SAMPLES_30S, log_mel
-from .results import Transcription
+from .results import Segment, Transcription
 from .tokenizer import Detokenizer
 from .vad import speech_segments
 
@@ -154,8 +154,28 @@ def model_mel(audio: np.ndarray, padded_30s: bool, n_mels: int, buckets: list[in
 
 @dataclass(frozen=True)
 class Chunk:
-    start: float
+    start: float  # seconds into the original audio
     audio: np.ndarray
+    # True when the chunk was cut from the VAD's speech regions, so its bounds already are the speech's bounds.
+    trimmed: bool = False
+
+    @property
+    def end(self) -> float:
+        return self.start + len(self.audio) / SAMPLE_RATE
+
+    def speech_span(self) -> tuple[float, float]:
+        """(start, end) seconds of the speech in this chunk, in the original audio; the whole chunk if the VAD
+        finds none (a short word can still produce text)."""
+        if self.trimmed:
+            return self.start, self.end
+        regions = speech_segments(self.audio)
+        if not regions:
+            return self.start, self.end
+        return self.start + regions[0][0] / SAMPLE_RATE, self.start + regions[-1][1] / SAMPLE_RATE
+
+    def segment(self, text: str, tokens: list[int]) -> Segment:
+        start, end = self.speech_span()
+        return Segment(start=round(start, 3), end=round(end, 3), text=text, tokens=list(tokens))
 
 
 MAX_CHUNK_SAMPLES = 28 * SAMPLE_RATE
@@ -174,7 +194,7 @@ def speech_chunks(audio: np.ndarray) -> list[Chunk]:
             spans[-1][1] = end
         else:
             spans.append([start, end])
-    return [Chunk(start / SAMPLE_RATE, audio[start:end]) for start, end in spans]
+    return [Chunk(start / SAMPLE_RATE, audio[start:end], trimmed=True) for start, end in spans]
 
 
 class Transcriber:
@@ -235,7 +255,7 @@ class Transcriber:
         samples = load_audio(audio) if not isinstance(audio, np.ndarray) else np.asarray(audio, dtype=np.float32)
         timings = {"load_audio": time.perf_counter() - t0, "features": 0.0, "encode": 0.0, "decode": 0.0}
         tokens: list[int] = []
-        texts: list[str] = []
+        segments: list[Segment] = []
         steps = 0
         for chunk in self.chunks(samples):
             if self.gate is not None and self.gate.is_silent(chunk.audio):
@@ -253,19 +273,23 @@ class Transcriber:
             timings["decode"] += time.perf_counter() - t
             steps += result.steps
             tokens += result.tokens
-            texts.append(self.detokenizer.decode(result.tokens).strip())
+            text = self.detokenizer.decode(result.tokens).strip()
+            if text:
+                segments.append(chunk.segment(text, result.tokens))
         timings["total"] = time.perf_counter() - t0
         timings["decoder_steps"] = float(steps)
         return Transcription(
-            text=" ".join(t for t in texts if t),
+            text=" ".join(s.text for s in segments),
             tokens=tokens,
             audio_seconds=len(samples) / SAMPLE_RATE,
             language=self.language,
             timings=timings,
+            segments=segments,
         )
 
 
 __all__ = [
+    "Chunk",
     "Transcriber",
     "backend_spec",
     "decode_settings",
@@ -273,5 +297,6 @@ __all__ = [
     "choose_variant",
     "read_manifest",
     "sha256_file",
+    "speech_chunks",
     "verify_file",
 ]

@@ -42,6 +42,21 @@ class EnergyVad:
         return level > self.config.min_level_db and level > floor + self.config.threshold_db
 
 
+def _speech_flags(audio: np.ndarray, n: int, config: VadConfig, window: int) -> list[bool]:
+    """EnergyVad.is_speech over every frame of a whole signal, vectorised: the transcriber runs this on every
+    (partial) result to time its segments, and the per-frame Python loop cost ~30 ms per 28 s of audio."""
+    count = len(audio) // n if len(audio) >= n else 1  # a signal shorter than a frame is one short frame
+    frames = audio[: count * n].reshape(count, n) if len(audio) >= n else audio[None, :]
+    levels = 10.0 * np.log10(np.mean(np.square(frames, dtype=np.float64), axis=1) + 1e-10)
+    # Prime the floor with the whole file's quietest frames so the first words are not missed; the floor for
+    # frame i is then the minimum of the `window` levels before it in (primed + levels), as the streaming VAD
+    # keeps it.
+    primed = np.sort(levels)[:window]
+    history = np.concatenate([np.full(window, np.inf), primed, levels])
+    floors = np.lib.stride_tricks.sliding_window_view(history, window)[len(primed) : len(primed) + count].min(axis=1)
+    return ((levels > config.min_level_db) & (levels > floors + config.threshold_db)).tolist()
+
+
 def speech_segments(
     audio: np.ndarray,
     sample_rate: int = 16000,
@@ -56,10 +71,7 @@ def speech_segments(
     (a click, a breath) are dropped: Whisper hallucinates ("Yeah.", "Thank you.") on such scraps."""
     vad = EnergyVad(config, sample_rate)
     n = vad.frame
-    # Prime the floor with the whole file's quietest frames so the first words are not missed.
-    levels = [vad.level_db(audio[i : i + n]) for i in range(0, max(len(audio) - n + 1, 1), n)]
-    vad._levels.extend(sorted(levels)[: vad._levels.maxlen])
-    flags = [vad.is_speech(audio[i : i + n]) for i in range(0, max(len(audio) - n + 1, 1), n)]
+    flags = _speech_flags(audio, n, vad.config, vad._levels.maxlen)
     segments: list[tuple[int, int]] = []
     start = last = None
     gap_frames = max(1, min_silence_ms // vad.config.frame_ms)

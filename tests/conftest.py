@@ -37,6 +37,16 @@ def teacher_dir():
 
 
 @pytest.fixture(scope="session")
+def teacher_export(teacher_dir, tmp_path_factory) -> Path:
+    """The tiny.en teacher exported for the rpi4 target (onnx int8, tflite int8, onnx fp32), once per session."""
+    from edge_askd_export.testing import export_once
+
+    out = tmp_path_factory.getbasetemp() / "teacher_rpi4"
+    export_once(teacher_dir("tiny.en"), "rpi4", out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def virtual_microphone(tmp_path_factory):
     """A real-time virtual microphone: a PulseAudio null sink whose monitor PortAudio records through ALSA's
     pulse plugin. Clips played into the sink (paplay) arrive at the microphone in real time, bit-exact.

@@ -51,15 +51,6 @@ def student_export(student_checkpoint, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def teacher_export(teacher_dir, tmp_path_factory) -> Path:
-    from edge_askd_export.testing import export_once
-
-    out = tmp_path_factory.getbasetemp() / "teacher_rpi4"
-    export_once(teacher_dir("tiny.en"), "rpi4", out)
-    return out
-
-
 def _manifest(export_dir: Path) -> dict:
     return json.loads((export_dir / "manifest.json").read_text())
 

@@ -1,5 +1,11 @@
-"""Live microphone transcription through a real PortAudio stream fed by a real-time virtual microphone."""
+"""Live microphone transcription through a real PortAudio stream fed by a real-time virtual microphone.
 
+The end-of-speech-to-final-text latency is printed, not asserted (speed goals live in the benchmark scripts).
+Measure it for any model or export directory with
+    EDGE_ASKD_LISTEN_MODEL=/path/to/export pytest tests/test_live.py -k transcribes_virtual -s
+"""
+
+import os
 import subprocess
 import sys
 import time
@@ -25,6 +31,9 @@ def _speech_then_silence(real_clip, tmp_path, names, silence_s=1.5):
     return path, sum(len(p) for p in parts) / 16000
 
 
+LISTEN_MODEL = os.environ.get("EDGE_ASKD_LISTEN_MODEL", "teacher:tiny.en")
+
+
 def test_listen_transcribes_virtual_microphone(virtual_microphone, real_clip, tmp_path):
     env, play = virtual_microphone
     clip, seconds = _speech_then_silence(real_clip, tmp_path, ["arctic_a0009", "jfk"])
@@ -36,7 +45,7 @@ def test_listen_transcribes_virtual_microphone(virtual_microphone, real_clip, tm
             "edge_askd.cli",
             "listen",
             "--model",
-            "teacher:tiny.en",
+            LISTEN_MODEL,
             "--threads",
             "2",
             "--max-seconds",
@@ -58,15 +67,20 @@ def test_listen_transcribes_virtual_microphone(virtual_microphone, real_clip, tm
     player.wait(timeout=10)
     assert listener.returncode == 0, stderr
     lines = [line for line in stdout.splitlines() if line.strip()]
+    latencies = [float(s.split()[1]) for s in stderr.splitlines() if s.startswith("[final ")]
+    # Printed before the accuracy checks, so the figure is there even for a model that misses them.
+    runtime = "device runtime" if os.path.isfile(os.path.join(LISTEN_MODEL, "manifest.json")) else "PyTorch"
+    summary = [s for s in stderr.splitlines() if "end-of-speech to final text" in s]
+    print(f"end-of-speech to final text ({LISTEN_MODEL}, {runtime}): {latencies} ms; {' '.join(summary)}")
     # JFK pauses for effect, so with a short endpoint it may come out as several lines; score the whole text.
     assert 2 <= len(lines) <= 6, stdout
     reference = REAL_CLIPS["arctic_a0009"].text + " " + REAL_CLIPS["jfk"].text
     assert wer([reference], [" ".join(lines)]) <= 0.2, stdout
-    assert "gregson" in lines[0].lower() and "country" in lines[-1].lower()
+    # In order: the first line is the first clip (scored, since an int8 export hears "Greggs and" for "Gregson").
+    assert wer([REAL_CLIPS["arctic_a0009"].text], [lines[0]]) <= 0.35 and "country" in lines[-1].lower()
     assert out.read_text().splitlines() == lines  # appended as finalised
-    latencies = [float(s.split()[1]) for s in stderr.splitlines() if s.startswith("[final ")]
     assert len(latencies) == len(lines) and all(ms > 0 for ms in latencies)
-    print(f"end-of-speech to final text (tiny.en teacher, PyTorch): {latencies} ms")
+    assert len(summary) == 1 and f"{len(lines)} lines" in summary[0]  # the CLI's median/max line
 
 
 def test_list_devices_shows_the_virtual_microphone(virtual_microphone):
