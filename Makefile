@@ -10,7 +10,7 @@ APT_PACKAGES := espeak-ng sox libportaudio2 pulseaudio pulseaudio-utils libasoun
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: setup system-packages demo test lint clean
+.PHONY: setup system-packages demo experiment test lint clean
 .DEFAULT_GOAL := demo
 
 system-packages:
@@ -32,10 +32,13 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 
 setup: system-packages $(STAMP)
 
-# The main job (grows into distil -> export -> bench -> transcribe): transcribe real speech with the teacher.
+# The main job: data -> ASKD distillation (20 min budget) -> export -> bench -> transcribe -> quickstart/report/.
 demo: setup
-	$(BIN)/edge-askd transcribe "$$($(BIN)/edge-askd data clip jfk)" "$$($(BIN)/edge-askd data clip arctic_a0009)" \
-	  --model teacher:base --timings
+	$(BIN)/edge-askd quickstart
+
+# The method comparison of issue 4 (CE / static KD / ASKD-decay / ASKD, same budget) -> docs/askd-experiment/.
+experiment: setup
+	$(BIN)/python -m edge_askd.distill_experiment --preset base --out runs/exp-base --docs docs/askd-experiment
 
 lint: setup
 	$(BIN)/ruff check .

@@ -38,8 +38,19 @@ def load_transcriber(model: str | None, threads: int | None = None, language: st
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from edge_askd_runtime.writers import parse_formats, write_outputs
+
+    if args.output_format is not None and args.output_dir is None:
+        raise EdgeAskdError("--output-format needs --output-dir DIR (the transcript files are written there)")
+    formats = parse_formats(args.output_format or "all") if args.output_dir is not None else []
+    if args.output_dir is not None:
+        try:
+            args.output_dir.mkdir(parents=True, exist_ok=True)  # fail before the model load, not after
+        except OSError as exc:
+            raise EdgeAskdError(f"{args.output_dir}: cannot create output directory ({exc.strerror})") from None
     transcriber = load_transcriber(args.model, threads=args.threads, language=args.language)
     failures = 0
+    stems: dict[str, int] = {}
     for path in args.files:
         try:
             result = transcriber.transcribe(path)
@@ -48,6 +59,18 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
             print(f"edge-askd: error: {exc}", file=sys.stderr)
             failures += 1
             continue
+        if formats:
+            # a/x.wav and b/x.wav in one run must not overwrite each other's x.srt.
+            stem = Path(path).stem
+            stems[stem] = stems.get(stem, 0) + 1
+            stem = stem if stems[stem] == 1 else f"{stem}-{stems[stem]}"
+            try:
+                written = write_outputs(result, path, args.output_dir, formats, stem=stem)
+            except OSError as exc:
+                print(f"edge-askd: error: {path}: cannot write transcript ({exc})", file=sys.stderr)
+                failures += 1
+            else:
+                print(f"[{path}] wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
         if args.format == "json":
             print(json.dumps({"file": str(path), **result.to_dict()}, ensure_ascii=False))
         elif len(args.files) > 1:
@@ -127,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--format", choices=["text", "json"], default="text", help="output format")
     p.add_argument("--timings", action="store_true", help="print per-file latency to stderr")
+    p.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write transcript files DIR/NAME.FORMAT (stdout is unchanged)",
+    )
+    p.add_argument(
+        "--output-format",
+        default=None,
+        metavar="txt|json|srt|vtt|all",
+        help="formats written to --output-dir, a comma list allowed (default: all)",
+    )
     p.set_defaults(func=_cmd_transcribe)
 
     p = sub.add_parser("listen", help="transcribe the microphone live")
@@ -153,8 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
 
     from .data.cli import add_data_parser
+    from .quickstart import add_quickstart_parser
 
     add_data_parser(sub)
+    add_quickstart_parser(sub)
     return parser
 
 

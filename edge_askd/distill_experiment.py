@@ -1,11 +1,14 @@
-"""The method comparison in a tiny, CPU-sized form: CE vs static KD vs ASKD-decay vs full ASKD, same step budget.
+"""The method comparison of issue 4: CE vs static KD vs ASKD-decay vs full ASKD, same step budget, one command.
 
-    python -m edge_askd.distill_experiment --out runs/exp-tiny [--steps 60] [--set key=value ...]
+    python -m edge_askd.distill_experiment --preset base --out runs/exp-base --docs docs/askd-experiment
 
-Train: espeak-ng renderings of template sentences (synthetic, in-domain) + one real ARCTIC clip. Dev: real clips
-held out from training (LibriVox, JFK, ARCTIC; out-of-domain for a synthetic-trained student). Probe: silence and
-noise, where any output is a hallucination. Teacher tiny.en, student tiny-e4d1. Writes results.md / results.csv
-and each run's train_log.csv (lambda(t), beta(t)) and eval_log.csv (dev WER over steps).
+Data (the embedded default; built from packages, nothing downloaded from a hub):
+  train  synthetic multi-engine TTS corpus (espeak-ng, flite, festival) + real telephone-en train prompts;
+  dev    real clean-en clips + real telephone-en dev prompts (held out; scored per set), a held-out synthetic
+         dev set (in-domain: same engines, sentences disjoint from train) and the hallucination probes.
+Each method is one `edge-askd distill` run (resumable: re-running the command continues unfinished runs and
+reuses finished ones). Writes results.md / results.csv, lambda_beta.png (lambda(t), beta(t)) and dev_wer.png
+(dev WER over steps) to --out and copies them to --docs.
 """
 
 from __future__ import annotations
@@ -13,138 +16,272 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
-from .distill_config import load_config
-
-METHODS = ("ce", "static_kd", "askd_decay", "askd")
-DEV_CLIPS = ("librivox_0870", "librivox_0880", "librivox_0890", "librivox_0930", "jfk", "arctic_a0009")
-
-
-def _row(audio: Path, text: str, split: str, source: str, speaker: str) -> dict:
-    duration = sf.info(str(audio)).duration
-    return {"audio": str(audio), "text": text, "duration": duration, "language": "en", "source": source,
-            "split": split, "speaker": speaker}  # fmt: skip
+REPO = Path(__file__).resolve().parent.parent
+METHODS = ("static_kd", "askd", "askd_decay", "ce")  # longest first, so two workers finish together
+METHOD_LABELS = {
+    "ce": "CE only (fine-tuning)",
+    "static_kd": "static KD (Distil-Whisper)",
+    "askd_decay": "ASKD: decaying teacher",
+    "askd": "ASKD: decay + self-KD",
+}
 
 
-def build_data(root: Path, n_synthetic: int = 48, seed: int = 0) -> dict[str, Path]:
-    from .data.text_corpus import template_sentences
-    from .real_clips import REAL_CLIPS, fetch_clip
+@dataclass(frozen=True)
+class ExperimentPreset:
+    student: str
+    teacher: str
+    steps: int
+    batch_size: int
+    lr: float
+    warmup_steps: int
+    ema_decay: float
+    synth_train: int
+    synth_dev: int
+    eval_every: int
+    eval_clips: int  # clips of the mixed real dev set scored during training
+
+
+PRESETS = {
+    # CPU-sized: a KD step (batch 8) takes about 9 s alone on 2 cores, ~20 s with two runs side by side.
+    "base": ExperimentPreset("base-e6d2", "base", 60, 8, 2e-4, 6, 0.95, 1500, 80, 20, 40),
+    "tiny": ExperimentPreset("tiny-e2d1", "tiny.en", 12, 4, 3e-4, 2, 0.9, 40, 10, 6, 6),
+}
+
+
+def _absolute_rows(manifest: Path) -> list[dict]:
+    rows = []
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        row["audio"] = str((manifest.parent / row["audio"]).resolve())
+        rows.append(row)
+    return rows
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def build_data(root: Path, synth_train: int, synth_dev: int, eval_clips: int, seed: int = 0) -> dict[str, Path]:
+    """The default data's manifests (absolute audio paths) under root; reuses what is already built.
+
+    synth_train / synth_dev: synthetic clips; eval_clips: size of `dev_eval`, the real dev subset (clean and
+    telephone interleaved) scored during training."""
+    from .data.probes import build_probes
+    from .data.real_sets import build_real_sets, evaluation_transcripts
+    from .data.synth import SynthConfig, synthesise
+    from .data.text_corpus import cached_sentences
 
     root.mkdir(parents=True, exist_ok=True)
-    train = []
-    for i, text in enumerate(template_sentences(n_synthetic, seed=seed)):
-        voice, rate = ("en-us", "en-gb", "en-us+f3", "en-gb+m3")[i % 4], (145, 165, 185)[i % 3]
-        wav = root / f"synth{i:03d}.wav"
-        if not wav.is_file():
-            subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(wav), text], check=True)
-        train.append(_row(wav, text, "train", "espeak-ng", voice))
-    clip = REAL_CLIPS["arctic_a0007"]
-    train.append(_row(fetch_clip(clip.name), clip.text, "train", clip.source, clip.speaker))
-    dev = [
-        _row(fetch_clip(n), REAL_CLIPS[n].text, "dev", REAL_CLIPS[n].source, REAL_CLIPS[n].speaker) for n in DEV_CLIPS
+    real = build_real_sets(root / "real", ("clean-en", "telephone-en"))
+    clean, (tel_train, tel_dev) = real["clean-en"][0], real["telephone-en"]
+    probes = build_probes(root / "probes", seed=seed)
+    sentences = cached_sentences(exclude=evaluation_transcripts())
+    synth = synthesise(root / "synth-train", sentences, SynthConfig(count=synth_train, seed=seed))
+    train_rows = _absolute_rows(synth) + _absolute_rows(tel_train)
+    seen = {r["text"] for r in train_rows}
+    dev_manifest = synthesise(
+        root / "synth-dev",
+        [s for s in sentences if s not in seen],
+        SynthConfig(count=synth_dev, seed=seed + 1, split="dev"),
+    )
+    clean_rows, tel_rows = _absolute_rows(clean), _absolute_rows(tel_dev)
+    # Dev during training: clean and telephone interleaved, so the first eval_clips cover both.
+    mixed = [r for pair in zip(clean_rows, tel_rows, strict=False) for r in pair] + tel_rows[len(clean_rows) :]
+    return {
+        "train": _write_jsonl(root / "train.jsonl", train_rows),
+        "dev_mixed": _write_jsonl(root / "dev-mixed.jsonl", mixed),
+        "dev_eval": _write_jsonl(root / "dev-eval.jsonl", mixed[:eval_clips]),
+        "clean-en": _write_jsonl(root / "clean-en.jsonl", clean_rows),
+        "telephone-dev": _write_jsonl(root / "telephone-dev.jsonl", tel_rows),
+        "synth-dev": _write_jsonl(root / "synth-dev.jsonl", _absolute_rows(dev_manifest)),
+        "probes": _write_jsonl(root / "probes.jsonl", _absolute_rows(probes)),
+    }
+
+
+def method_overrides(method: str, preset: ExperimentPreset, data: dict[str, Path], out: Path, threads: int) -> list:
+    return [
+        f"method={method}",
+        f"student={preset.student}",
+        f"train_manifest={json.dumps(str(data['train']))}",
+        f"dev_manifest={json.dumps(str(data['dev_mixed']))}",
+        f"probe_manifest={json.dumps(str(data['probes']))}",
+        f"output_dir={json.dumps(str(out / method))}",
+        f"max_steps={preset.steps}",
+        f"batch_size={preset.batch_size}",
+        "grad_accum=1",
+        f"lr={preset.lr}",
+        f"warmup_steps={preset.warmup_steps}",
+        f"ema_decay={preset.ema_decay}",
+        f"eval_every={preset.eval_every}",
+        f"eval_max_clips={preset.eval_clips}",
+        f"checkpoint_every={max(preset.steps // 6, 1)}",
+        f"threads={threads}",
+        "progress=false",
     ]
-    rng = np.random.default_rng(seed)
-    probe = []
-    for name, audio in (("silence", np.zeros(32000)), ("noise", 0.05 * rng.standard_normal(32000))):
-        sf.write(root / f"probe_{name}.wav", audio.astype(np.float32), 16000)
-        probe.append(_row(root / f"probe_{name}.wav", "", "probe", "generated", name))
-    paths = {}
-    for split, rows in (("train", train), ("dev", dev), ("probe", probe)):
-        paths[split] = root / f"{split}.jsonl"
-        paths[split].write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def run_method(method: str, overrides: list[str], config: Path, log: Path) -> float:
+    """One `edge-askd distill` run in its own process (resumes if a checkpoint exists); returns wall seconds."""
+    cmd = [sys.executable, "-m", "edge_askd.trainer", "--config", str(config)]
+    for o in overrides:
+        cmd += ["--set", o]
+    t0 = time.perf_counter()
+    with log.open("a") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{method} failed (exit {proc.returncode}); see {log}")
+    return time.perf_counter() - t0
+
+
+def score_model(model: str, sets: dict[str, Path], threads: int) -> dict[str, float]:
+    """WER per real/synthetic set and the probe hallucination rate, with the PyTorch transcriber."""
+    from edge_askd_runtime.scoring import wer
+
+    from .hf_transcriber import HFTranscriber
+    from .trainer import hallucinated
+
+    tr = HFTranscriber(model, threads=threads)
+    row: dict[str, float] = {}
+    for name, manifest in sets.items():
+        rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()]
+        hyps = [tr.transcribe(r["audio"]).text for r in rows]
+        if name == "probes":
+            row["probe_hallucination_rate"] = sum(hallucinated(r["text"], h) for r, h in zip(rows, hyps, strict=True))
+            row["probe_hallucination_rate"] /= len(rows)
+        else:
+            row[f"wer_{name}"] = wer([r["text"] for r in rows], hyps)
+    return row
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def plot(out: Path, methods: list[str], teacher_dev_wer: float | None) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_l, ax_b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for m in methods:
+        log = _read_csv(out / m / "train_log.csv")
+        steps = [int(r["step"]) for r in log]
+        ax_l.plot(steps, [float(r["lambda"]) for r in log], label=METHOD_LABELS[m])
+        ax_b.plot(steps, [float(r["beta"]) for r in log], label=METHOD_LABELS[m])
+    ax_l.set(title="teacher weight lambda(t)", xlabel="step")
+    ax_b.set(title="self-KD weight beta(t)", xlabel="step")
+    ax_l.legend(fontsize=8)
+    fig.tight_layout()
+    paths = [out / "lambda_beta.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for m in methods:
+        ev = _read_csv(out / m / "eval_log.csv")
+        wers = [100 * float(r["dev_wer"]) for r in ev]
+        ax.plot([int(r["step"]) for r in ev], wers, marker="o", label=METHOD_LABELS[m])
+    if teacher_dev_wer is not None:
+        ax.axhline(100 * teacher_dev_wer, color="k", ls="--", lw=1, label="teacher (30 s window)")
+    ax.set(title="dev WER during training (real clean + telephone)", xlabel="step", ylabel="WER %")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out / "dev_wer.png")
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
     return paths
 
 
-def teacher_dev_wer(dev: Path, name: str = "tiny.en") -> float:
-    from edge_askd_runtime.scoring import wer
-
-    from .distill_data import read_clips
-    from .hf_transcriber import HFTranscriber
-
-    clips = read_clips(dev)
-    tr = HFTranscriber(f"teacher:{name}", threads=1)
-    return wer([c.text for c in clips], [tr.transcribe(c.audio).text for c in clips])
+def write_results(out: Path, rows: list[dict]) -> list[Path]:
+    fields = [
+        "method", "wer_clean-en", "wer_telephone-dev", "wer_synth-dev", "probe_hallucination_rate", "sec_per_step",
+        "wall_min",
+    ]  # fmt: skip
+    with (out / "results.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    head = ["model", "clean-en WER", "telephone dev WER", "synth dev WER (in-domain)", "probe halluc.", "s/step", "min"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["method"]]
+        for k in fields[1:]:
+            v = r.get(k)
+            cells.append("" if v is None else f"{100 * v:.1f} %" if k.startswith(("wer", "probe")) else f"{v}")
+        lines.append("| " + " | ".join(cells) + " |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    return [out / "results.md", out / "results.csv"]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="runs/exp-tiny")
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="base")
+    ap.add_argument("--out", type=Path, default=Path("runs/exp-base"))
+    ap.add_argument("--docs", type=Path, default=None, help="copy the table and plots here (e.g. docs/askd-experiment)")
+    ap.add_argument("--steps", type=int, default=None, help="override the preset's step budget")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--workers", type=int, default=2, help="runs in parallel (one thread each when > 1)")
+    ap.add_argument("--config", type=Path, default=REPO / "configs" / "askd-base-e6d2.toml")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra key=value for every run")
     args = ap.parse_args(argv)
-    import torch
+    preset = PRESETS[args.preset]
+    if args.steps:
+        preset = ExperimentPreset(**{**preset.__dict__, "steps": args.steps, "eval_every": max(args.steps // 3, 1)})
+    methods = args.methods.split(",")
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    data = build_data(out / "data", preset.synth_train, preset.synth_dev, preset.eval_clips)
+    threads = 1 if args.workers > 1 else 0
+    walls: dict[str, float] = {}
 
-    torch.set_num_threads(1)
-    from .trainer import Trainer
+    def one(method: str) -> None:
+        overrides = method_overrides(method, preset, data, out, threads) + args.overrides
+        walls[method] = run_method(method, overrides, args.config, out / f"{method}.log")
+        print(f"{method}: done in {walls[method] / 60:.1f} min", file=sys.stderr, flush=True)
 
-    out = Path(args.out)
-    data = build_data(out / "data")
-    results = []
-    for method in args.methods.split(","):
-        overrides = [
-            f"train_manifest={json.dumps(str(data['train']))}",
-            f"dev_manifest={json.dumps(str(data['dev']))}",
-            f"probe_manifest={json.dumps(str(data['probe']))}",
-            f"output_dir={json.dumps(str(out / method))}",
-            f"method={method}",
-            "student=tiny-e4d1",
-            f"max_steps={args.steps}",
-            "batch_size=4",
-            "warmup_steps=5",
-            "lr=1e-4",
-            f"eval_every={max(args.steps // 3, 1)}",
-            f"checkpoint_every={args.steps}",
-            "threads=1",
-            "progress=false",
-            *args.overrides,
-        ]
-        cfg = load_config(None, overrides)
-        trainer = Trainer(cfg)
-        if not results:
-            init = trainer.evaluate()
-            results.append(
-                {
-                    "method": "student at init",
-                    "dev_wer": init["dev_wer"],
-                    "probe_hallucination_rate": init["probe_hallucination_rate"],
-                }
-            )
-        t0 = time.perf_counter()
-        trainer.train()
-        elapsed = time.perf_counter() - t0
-        with (out / method / "train_log.csv").open() as f:
-            sec = np.mean([float(r["sec_per_step"]) for r in csv.DictReader(f)])
-        last = trainer.eval_rows[-1]
-        results.append(
-            {
-                "method": method,
-                "dev_wer": last["dev_wer"],
-                "probe_hallucination_rate": last["probe_hallucination_rate"],
-                "sec_per_step": round(sec, 2),
-                "wall_s": round(elapsed, 1),
-            }
-        )
-        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    results.append({"method": "teacher tiny.en (30 s window)", "dev_wer": teacher_dev_wer(data["dev"])})
-    fields = ["method", "dev_wer", "probe_hallucination_rate", "sec_per_step", "wall_s"]
-    with (out / "results.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(results)
-    lines = ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
-    for r in results:
-        cells = [f"{r.get(k):.3f}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in fields]
-        lines.append("| " + " | ".join(cells) + " |")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+        for fut in [pool.submit(one, m) for m in methods]:
+            fut.result()
+
+    sets = {k: data[k] for k in ("clean-en", "telephone-dev", "synth-dev", "probes")}
+    score_threads = max(os.cpu_count() or 1, 1)
+    rows = []
+    for m in METHODS:
+        if m not in methods:
+            continue
+        log = _read_csv(out / m / "train_log.csv")
+        row = {"method": METHOD_LABELS[m], **score_model(str(out / m / "student"), sets, score_threads)}
+        row["sec_per_step"] = round(sum(float(r["sec_per_step"]) for r in log) / len(log), 2)
+        row["wall_min"] = round(walls[m] / 60, 1)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    teacher = f"teacher:{preset.teacher}"
+    teacher_row = {"method": f"teacher {preset.teacher} (30 s window)", **score_model(teacher, sets, score_threads)}
+    rows.append(teacher_row)
+    if preset.teacher != "tiny.en":
+        rows.append({"method": "teacher tiny.en (30 s window)", **score_model("teacher:tiny.en", sets, score_threads)})
+    # The dashed reference line in dev_wer.png: the teacher on exactly the clips scored during training.
+    mixed_teacher = score_model(f"teacher:{preset.teacher}", {"dev-eval": data["dev_eval"]}, score_threads)
+    files = write_results(out, rows) + plot(out, methods, mixed_teacher["wer_dev-eval"])
+    if args.docs:
+        args.docs.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy2(f, args.docs / f.name)
+    print((out / "results.md").read_text())
     return 0
 
 

@@ -1,0 +1,118 @@
+"""`edge-askd quickstart`: the whole pipeline end to end in a CI-sized form, stage caching, and stage failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge_askd.quickstart import STAGES, Pipeline, QuickstartConfig, QuickstartError, detect_target, run_quickstart
+from edge_askd_runtime.errors import EdgeAskdError
+
+# The CI-sized student: tiny.en's layers on the unpadded (length-proportional) input, a few ASKD steps. Stated
+# bound for its transcript of the real JFK clip (not in the training data): WER <= 30 %.
+CI_WER_BOUND = 0.30
+
+
+def _ci_config(out) -> QuickstartConfig:
+    return QuickstartConfig(
+        out=out,
+        student="tiny.en:4:4",
+        target="x86",
+        synth_clips=16,
+        synth_dev_clips=4,
+        eval_clips=4,
+        max_steps=3,
+        batch_size=4,
+        lr=5e-5,
+        peers=("faster-whisper:tiny.en:int8",),
+        lengths_s=(5.0,),
+        repeats=1,
+        threads=2,
+    )
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end_then_reuses_every_stage(tmp_path):
+    cfg = _ci_config(tmp_path / "qs")
+    logs: list[str] = []
+    report = run_quickstart(cfg, log=logs.append)
+
+    for name in STAGES:
+        assert (cfg.out / "stages" / f"{name}.json").is_file(), name
+    data = json.loads((cfg.out / "stages" / "data.json").read_text())["outputs"]
+    assert data["sizes"]["train"]["clips"] > 16  # synthetic + real telephone prompts
+    assert data["sizes"]["clean-en"]["clips"] >= 20 and data["sizes"]["probes"]["clips"] >= 5
+
+    distill = json.loads((cfg.out / "stages" / "distill.json").read_text())["outputs"]
+    assert distill["steps"] == 3
+    student = cfg.out / "distill" / "run" / "student"
+    assert json.loads((student / "config.json").read_text())["edge_askd_input"] == "unpadded"
+
+    export_dir = cfg.out / "export" / "x86"
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    assert manifest["target"]["name"] == "x86"
+    assert any(v["valid"] for v in manifest["variants"])
+
+    bench = json.loads((cfg.out / "bench" / "results.json").read_text())
+    kinds = {r["kind"] for r in bench["rows"]}
+    assert {"runtime", "faster-whisper"} <= kinds
+    assert all(r["e2e_ms"]["median"] > 0 and 0 <= r["wer"] for r in bench["rows"])
+
+    transcript = json.loads((cfg.out / "transcribe" / "transcript.json").read_text())
+    assert transcript["clip"] == "jfk"
+    assert transcript["wer"] <= CI_WER_BOUND, transcript["text"]
+
+    text = report.read_text()
+    for heading in ("## Stages", "## Latency and accuracy", "## Transcription of a real clip", "## Reproduce"):
+        assert heading in text
+    assert "edge-askd export" in text and "edge-askd bench" in text
+    assert (report.parent / "export-manifest.json").is_file()
+    assert any(p.suffix == ".png" for p in report.parent.iterdir())
+
+    # Re-running reuses every finished stage (only the report is rewritten).
+    logs.clear()
+    run_quickstart(cfg, log=logs.append)
+    reused = {line.split("]")[0][1:] for line in logs if "reusing the finished stage" in line}
+    assert reused == set(STAGES) - {"report"}
+
+
+def test_stage_failure_names_stage_cause_and_fix_and_keeps_finished_stages(tmp_path):
+    pipeline = Pipeline(tmp_path, log=lambda _: None)
+    pipeline.run("data", {"n": 1}, lambda d: {"paths": []}, "unused")
+
+    def broken(_):
+        raise EdgeAskdError("/x/student: no tokenizer.json")
+
+    with pytest.raises(QuickstartError) as info:
+        pipeline.run("export", {}, broken, "re-run distill")
+    message = str(info.value)
+    assert "stage export failed" in message and "no tokenizer.json" in message and "Fix: re-run distill" in message
+    assert "\n" not in message
+    assert (tmp_path / "stages" / "data.json").is_file()
+    assert not (tmp_path / "stages" / "export.json").exists()
+
+
+def test_changed_settings_rerun_the_stage_and_every_later_one(tmp_path):
+    calls: list[str] = []
+
+    def stage(name):
+        def fn(_):
+            calls.append(name)
+            return {"paths": []}
+
+        return fn
+
+    for n in (1, 1, 2):
+        pipeline = Pipeline(tmp_path, log=lambda _: None)
+        pipeline.run("data", {"n": n}, stage("data"), "")
+        pipeline.run("distill", {}, stage("distill"), "")
+    # First run: both; identical re-run: none; changed data setting: data and the distill that depends on it.
+    assert calls == ["data", "distill", "data", "distill"]
+
+
+def test_unknown_target_fails_before_any_work(tmp_path):
+    with pytest.raises(EdgeAskdError, match="known targets"):
+        run_quickstart(QuickstartConfig(out=tmp_path / "qs", target="pi9"))
+    assert not (tmp_path / "qs").exists()
+    assert detect_target() in ("x86", "rpi4", "rpi5", "jetson-orin")
