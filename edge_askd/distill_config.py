@@ -38,6 +38,13 @@ class DistillConfig:
     probe_manifest: str = ""
     max_duration: float = 30.0
     output_dir: str = "runs/distill"
+    # on-the-fly augmentation of training clips (distill_data.ClipAugment); student and live teacher hear the
+    # same augmented audio, drawn from (seed, epoch, clip index) so a resumed run replays it exactly
+    augment: bool = False
+    augment_p: float = 1.0  # share of training clips sent through the random chain at all
+    augment_noise_dir: str = ""  # real-noise bank (`edge-askd data noise`); empty = coloured noise only
+    augment_real_noise_p: float = 0.5  # with a bank: share of noise draws that use a real recording
+    augment_p_reverb: float = 0.3  # share of clips in a simulated room (pyroomacoustics); 0 turns rooms off
     # optimisation (defaults: Distil-Whisper Table 15 where it applies)
     seed: int = 0
     max_steps: int = 1000

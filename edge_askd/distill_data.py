@@ -3,7 +3,8 @@
 Each example gives the same waveform twice: the student's unpadded log-mel and the teacher's 30 s padded one
 (`log_mel(pad_to_30s=...)`), plus decoder inputs / labels built from the reference text after the faster-whisper
 prompt. The batch order is a pure function of (seed, epoch), so a position (epoch, batch index) is all a
-checkpoint needs to resume the exact data order.
+checkpoint needs to resume the exact data order. Augmentation (`ClipAugment`) is a pure function of
+(seed, epoch, clip index) for the same reason.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +20,13 @@ import torch
 from edge_askd_runtime.audio import load_audio
 from edge_askd_runtime.errors import EdgeAskdError
 from edge_askd_runtime.features import log_mel
+
+if TYPE_CHECKING:
+    from edge_askd.data.augment import AugmentConfig
+    from edge_askd.distill_config import DistillConfig
+
+# Neither the teacher's window nor the student's positional table goes past 30 s; slowed-down clips are cut.
+MAX_SAMPLES = 30 * 16000
 
 
 @dataclass(frozen=True)
@@ -74,11 +83,44 @@ class TargetBuilder:
         return dec_in, labels, mask
 
 
+class ClipAugment:
+    """`edge_askd.data.augment.augment` seeded by (seed, epoch, clip index): the same clip in the same epoch is
+    always augmented the same way, whatever ran before it (resume, other ranks, caching)."""
+
+    def __init__(self, seed: int, p: float, config: AugmentConfig, noises: list[np.ndarray] = ()) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise EdgeAskdError(f"augment_p {p} must be within [0, 1]")
+        self.seed, self.p, self.config, self.noises = seed, p, config, list(noises)
+
+    @classmethod
+    def from_config(cls, cfg: DistillConfig) -> ClipAugment | None:
+        """None when `cfg.augment` is off; loads the noise bank once when `augment_noise_dir` is set."""
+        if not cfg.augment:
+            return None
+        from edge_askd.data.augment import AugmentConfig, load_noise_bank
+
+        noises = load_noise_bank(cfg.augment_noise_dir) if cfg.augment_noise_dir else []
+        config = AugmentConfig(p_real_noise=cfg.augment_real_noise_p, p_reverb=cfg.augment_p_reverb)
+        return cls(cfg.seed, cfg.augment_p, config, noises)
+
+    def __call__(self, audio: np.ndarray, epoch: int, index: int) -> np.ndarray:
+        from edge_askd.data.augment import augment
+
+        # SeedSequence mixes the three integers; seed % 2**64 keeps a negative config seed valid.
+        rng = np.random.default_rng([self.seed % 2**64, epoch, index])
+        if rng.random() >= self.p:
+            return audio
+        return augment(audio, rng, self.config, self.noises)[:MAX_SAMPLES]
+
+
 class DistillDataset:
-    def __init__(self, clips: list[Clip], targets: TargetBuilder, cache_audio: bool = True) -> None:
+    def __init__(
+        self, clips: list[Clip], targets: TargetBuilder, cache_audio: bool = True, augment: ClipAugment | None = None
+    ) -> None:
         self.clips, self.targets = clips, targets
         self._audio: dict[int, np.ndarray] = {}
         self.cache_audio = cache_audio
+        self.augment = augment  # applied only by example(index, epoch): dev, probes and the teacher cache stay clean
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -92,7 +134,14 @@ class DistillDataset:
         return audio
 
     def __getitem__(self, index: int) -> dict:
+        return self.example(index)
+
+    def example(self, index: int, epoch: int | None = None) -> dict:
+        """One training example; with an augmenter and an epoch, both mels come from the same augmented audio
+        (the teacher hears what the student hears). The cached clean audio is never modified."""
         audio = self.audio(index)
+        if self.augment is not None and epoch is not None:
+            audio = self.augment(audio, epoch, index)
         dec_in, labels, mask = self.targets(self.clips[index].text)
         return {
             "index": index,

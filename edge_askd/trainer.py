@@ -34,7 +34,7 @@ from torch import nn
 from edge_askd_runtime.errors import EdgeAskdError
 
 from .distill_config import DistillConfig, add_distill_parser, load_config
-from .distill_data import BatchStream, DistillDataset, TargetBuilder, collate, read_clips
+from .distill_data import BatchStream, ClipAugment, DistillDataset, TargetBuilder, collate, read_clips
 from .length_aware import decode_logits, encode
 from .losses import TopK, ce_loss, combine, kd_loss, teacher_topk, topk_kd_loss
 from .schedules import Schedules
@@ -242,7 +242,9 @@ class Trainer:
         targets = TargetBuilder(tokenizer, self.prompt, gen.eos_token_id, student.config.max_target_positions)
         self.tokenizer = tokenizer
         self.train_set = DistillDataset(
-            read_clips(cfg.train_manifest, cfg.max_duration, text_field=cfg.target_field), targets
+            read_clips(cfg.train_manifest, cfg.max_duration, text_field=cfg.target_field),
+            targets,
+            augment=ClipAugment.from_config(cfg),  # None unless cfg.augment: on-the-fly, seeded per (epoch, clip)
         )
         self.dev_set = (
             DistillDataset(read_clips(cfg.dev_manifest, cfg.max_duration), targets) if cfg.dev_manifest else None
@@ -394,7 +396,9 @@ class Trainer:
         self.student.train()
         sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "self_kd": 0.0}
         for micro in range(cfg.grad_accum):
-            batch = self._move(collate([self.train_set[i] for i in self.stream.next()], self.pad_id))
+            indices = self.stream.next()
+            epoch = self.stream.position.epoch
+            batch = self._move(collate([self.train_set.example(i, epoch) for i in indices], self.pad_id))
             last = micro == cfg.grad_accum - 1
             sync = nullcontext() if (last or self.world == 1) else self.forward.no_sync()
             with sync:

