@@ -22,6 +22,7 @@ from .results import Transcription
 from .vad import EnergyVad, VadConfig
 
 Transcribe = Callable[[np.ndarray], Transcription]
+TAIL_MS = 100  # audio kept after the last speech frame: the word's decay
 
 
 class MicrophoneError(EdgeAskdError):
@@ -32,6 +33,10 @@ class MicrophoneError(EdgeAskdError):
 class ListenConfig:
     device: int | str | None = None
     endpoint_ms: int = 250  # silence that ends an utterance; shorter = faster final text, more split sentences
+    # Start the final transcription this far into a pause instead of at the endpoint; if the pause does become
+    # the endpoint (no new speech), the text is already there, so the final line costs ~endpoint_ms, not
+    # endpoint_ms + one transcription. 0 disables it.
+    speculate_ms: int = 100
     partial_every_ms: int = 700
     preroll_ms: int = 300
     min_speech_ms: int = 120  # onset: this much consecutive speech starts an utterance
@@ -155,14 +160,23 @@ def listen(
         last_cost_s = time.perf_counter() - start
         return result
 
-    def finalise() -> None:
-        nonlocal utterance, in_speech
-        if speech_frames * vad.config.frame_ms < config.min_utterance_speech_ms:
-            utterance, in_speech = [], False  # Whisper hallucinates ("Thank you.") on such scraps
-            return
+    speculative: tuple[int, Transcription] | None = None  # (last_speech_end it was computed for, result)
+
+    def final_audio() -> np.ndarray:
         audio = np.concatenate(utterance)
-        keep = max(0, last_speech_end - utt_start + int(0.1 * SAMPLE_RATE))
-        result = timed(audio[:keep] if keep else audio)
+        keep = max(0, last_speech_end - utt_start + int(TAIL_MS * SAMPLE_RATE / 1000))
+        return audio[:keep] if keep else audio
+
+    def finalise() -> None:
+        nonlocal utterance, in_speech, speculative
+        if speech_frames * vad.config.frame_ms < config.min_utterance_speech_ms:
+            utterance, in_speech, speculative = [], False, None  # Whisper hallucinates ("Thank you.") on scraps
+            return
+        if speculative is not None and speculative[0] == last_speech_end:
+            result = speculative[1]  # same audio as final_audio(): no speech arrived since it was computed
+        else:
+            result = timed(final_audio())
+        speculative = None
         text = result.text.strip()
         if text:
             line = FinalLine(
@@ -212,6 +226,14 @@ def listen(
                     if silence_run >= config.endpoint_ms * SAMPLE_RATE / 1000 or too_long:
                         finalise()
                         preroll, speech_run = np.zeros(0, dtype=np.float32), 0
+                    elif (
+                        config.speculate_ms
+                        and silence_run >= max(config.speculate_ms, TAIL_MS) * SAMPLE_RATE / 1000
+                        and (speculative is None or speculative[0] != last_speech_end)
+                        and speech_frames * vad.config.frame_ms >= config.min_utterance_speech_ms
+                    ):
+                        # final_audio() ends TAIL_MS after the last speech, which has arrived by now.
+                        speculative = (last_speech_end, timed(final_audio()))
                     elif (
                         since_partial >= max(config.partial_every_ms / 1000, 3 * last_cost_s) * SAMPLE_RATE
                         and blocks.qsize() <= 2
