@@ -38,7 +38,7 @@ class QuickstartError(EdgeAskdError):
 @dataclass(frozen=True)
 class QuickstartConfig:
     out: Path = Path("quickstart")
-    budget_min: float = 20.0  # wall time of the distillation stage (the other stages take ~10 min together)
+    budget_min: float = 30.0  # wall time of the distillation stage (the other stages take ~10 min together)
     student: str = "base-e6d2"
     target: str = "auto"  # export target; auto = this machine's (x86, rpi4, rpi5, jetson-orin)
     synth_clips: int = 1500  # synthetic training clips (~3 s each); real telephone prompts are added

@@ -181,34 +181,36 @@ def greedy_decode(
 ) -> list[int]:
     """Greedy ids (prompt and EOT excluded) for one unpadded mel [80, T] through the length-aware encoder.
 
-    Suppression follows HF generate with Whisper's generation config: `suppress_tokens` always,
-    `begin_suppress_tokens` on the first step; timestamp tokens are suppressed too (no-timestamps prompt).
+    The token policy is the device runtime's own (`edge_askd_runtime.decoding.greedy_step`: the generation
+    config's suppress lists, the tokens-per-second cap and the repetition guard), so a student scores the same
+    in training-time evaluation as after export; timestamp tokens are suppressed too (no-timestamps prompt).
     """
+    from edge_askd_runtime.decoding import DecodeSettings, greedy_step, token_cap
+
     from .length_aware import encode
 
     gen = model.generation_config
-    eot = gen.eos_token_id
-    enc = encode(model.model.encoder, mel[None].to(next(model.parameters()).dtype))
     vocab = model.config.vocab_size
-    suppress = torch.zeros(vocab, dtype=torch.bool)
-    suppress[[t for t in (gen.suppress_tokens or []) if t < vocab]] = True
-    suppress[gen.no_timestamps_token_id + 1 :] = True
-    begin = torch.zeros(vocab, dtype=torch.bool)
-    begin[[t for t in (gen.begin_suppress_tokens or []) if t < vocab]] = True
-    limit = model.config.max_target_positions - len(prompt)
-    limit = min(limit, max_new_tokens) if max_new_tokens else limit
+    settings = DecodeSettings(
+        prompt=tuple(prompt),
+        eos=gen.eos_token_id,
+        suppress_tokens=tuple(sorted({t for t in (gen.suppress_tokens or []) if t < vocab}))
+        + tuple(range(gen.no_timestamps_token_id + 1, vocab)),
+        begin_suppress_tokens=tuple(t for t in (gen.begin_suppress_tokens or []) if t < vocab),
+        max_target_positions=model.config.max_target_positions,
+    )
+    cap = token_cap(settings, mel.shape[-1] / 100.0)  # 100 mel frames per second
+    cap = min(cap, max_new_tokens) if max_new_tokens else cap
+    enc = encode(model.model.encoder, mel[None].to(next(model.parameters()).dtype))
     decoder = model.model.decoder
     ids = torch.tensor([prompt], dtype=torch.long)
     past = None
     out: list[int] = []
-    for step in range(limit):
+    while len(prompt) + len(out) < settings.max_target_positions:
         res = decoder(input_ids=ids, encoder_hidden_states=enc.hidden, past_key_values=past, use_cache=True)
         past = res.past_key_values
-        logits = model.proj_out(res.last_hidden_state[0, -1])
-        logits = logits.masked_fill(suppress | begin if step == 0 else suppress, float("-inf"))
-        token = int(logits.argmax())
-        if token == eot:
+        logits = model.proj_out(res.last_hidden_state[0, -1]).float().numpy()
+        if greedy_step(logits, out, settings, cap) is not None:
             break
-        out.append(token)
-        ids = torch.tensor([[token]], dtype=torch.long)
+        ids = torch.tensor([[out[-1]]], dtype=torch.long)
     return out
