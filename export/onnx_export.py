@@ -84,6 +84,13 @@ def quantize_int8(src: Path, dst: Path) -> Path:
         per_channel=True,
         op_types_to_quantize=["MatMul", "Gemm", "Gather"],
     )
+    import onnx
+
+    from .onnx_tied_projection import rewrite_tied_projection
+
+    model = onnx.load(str(dst))
+    if rewrite_tied_projection(model):  # the decoder's logits: keep the tied table int8 (see that module)
+        onnx.save(model, str(dst))
     return dst
 
 

@@ -1,0 +1,86 @@
+"""The int8 decoder's tied embedding / output projection stays int8: structure and numerics on a small tied graph,
+and the real exported decoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from edge_askd_export.onnx_export import quantize_int8
+from edge_askd_export.onnx_tied_projection import rewrite_tied_projection
+
+
+def _tied_model(path, vocab=500, d=32, seed=0):
+    """token [1, 1] -> Gather(E) -> LayerNorm-free MLP -> logits = h @ E^T (Whisper's tied head)."""
+    rng = np.random.default_rng(seed)
+    table = rng.standard_normal((vocab, d)).astype(np.float32)
+    mix = (rng.standard_normal((d, d)) / np.sqrt(d)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["E", "token"], ["emb"]),
+        helper.make_node("MatMul", ["emb", "W"], ["h"]),
+        helper.make_node("Transpose", ["E"], ["Et"], perm=[1, 0]),
+        helper.make_node("MatMul", ["h", "Et"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tied",
+        [helper.make_tensor_value_info("token", TensorProto.INT64, [1, 1])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, vocab])],
+        [numpy_helper.from_array(table, "E"), numpy_helper.from_array(mix, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return table, mix
+
+
+def _run(path, token):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"token": np.array([[token]], dtype=np.int64)})[0][0, 0]
+
+
+def test_rewrite_keeps_logits_and_removes_the_float_copy(tmp_path):
+    table, mix = _tied_model(tmp_path / "fp32.onnx")
+    # The quantizer's own output, before our rewrite, is the reference for the int8 numerics.
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(tmp_path / "fp32.onnx"),
+        str(tmp_path / "plain.onnx"),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+    )
+    quantize_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx")
+    model = onnx.load(str(tmp_path / "int8.onnx"))
+    ops = [n.op_type for n in model.graph.node]
+    consumers = {i for n in model.graph.node if n.op_type == "Transpose" for i in n.input}
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    assert not consumers & dequantized  # no DequantizeLinear -> Transpose left to constant-fold into fp32
+    assert "MatMulInteger" in ops
+    tables = [i for i in model.graph.initializer if np.prod(i.dims) == table.size]
+    assert len(tables) == 1 and tables[0].data_type in (TensorProto.INT8, TensorProto.UINT8)  # stored once, int8
+
+    for token in (0, 7, 499):
+        exact = (table[token] @ mix) @ table.T
+        plain, ours = _run(tmp_path / "plain.onnx", token), _run(tmp_path / "int8.onnx", token)
+        scale = np.abs(exact).max()
+        assert np.abs(ours - exact).max() < 0.05 * scale  # int8 error only
+        assert np.abs(ours - plain).max() < 0.05 * scale
+        assert int(np.argmax(ours)) == int(np.argmax(exact))
+
+
+def test_rewrite_is_a_no_op_without_a_tied_projection(tmp_path):
+    _tied_model(tmp_path / "fp32.onnx")
+    model = onnx.load(str(tmp_path / "fp32.onnx"))  # fp32: no DequantizeLinear at all
+    assert rewrite_tied_projection(model) == 0
+
+
+def test_exported_int8_decoder_has_an_int8_head(teacher_export):
+    model = onnx.load(str(teacher_export / "onnx" / "decoder.int8.onnx"))
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert producers["logits"] == "Mul"
+    assert "MatMulInteger" in [n.op_type for n in model.graph.node if n.name.endswith("_mmi")]
+    big = [i for i in model.graph.initializer if np.prod(i.dims) > 10_000_000]
+    assert big and all(i.data_type in (TensorProto.INT8, TensorProto.UINT8) for i in big)
