@@ -30,6 +30,7 @@ _TOOLS = (
     "openvino",
     "nncf",
     "litert-torch",
+    "ai-edge-quantizer",
     "ai-edge-litert",
     "numpy",
 )

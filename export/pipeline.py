@@ -34,6 +34,13 @@ class ExportOptions:
     parity: ParityConfig = field(default_factory=ParityConfig)
     tflite_buckets: tuple[int, ...] = DEFAULT_BUCKETS  # ignored for padded_30s models (one 3000-frame bucket)
     threads: int = 1  # threads for the parity runs
+    # int8 variants: also quantize the encoder's two front-end conv1d layers. Off: measured on tiny.en (7 real
+    # clips, 33 s; one thread), int8 convs raised the RMS error of the encoder's output (cross K/V vs fp32) in
+    # every format (ONNX 0.112 -> 0.133, OpenVINO 0.036 -> 0.048, TFLite 0.055 -> 0.076), cut TFLite's greedy
+    # token agreement with PyTorch from 98.2% to 86.0% (identical clips 6/7 -> 5/7) and made ONNX's encoder
+    # slower (ConvInteger: 369 vs 322 ms per 30 s); WER was unchanged (ONNX 0.0 float vs 2.1 int8, OpenVINO and
+    # TFLite 2.1 both, PyTorch 2.1) and OpenVINO / TFLite encoder time equal. Float convs cost 1.6 MB (~4%).
+    quantize_convs: bool = False
 
 
 def _prompt(generation: dict) -> list[int]:
@@ -66,10 +73,11 @@ def _io(dims: GraphDims, frames: str | int) -> dict:
 
 
 class _Builder:
-    """Produces each (format, precision) variant's files once, reusing intermediate artifacts (ONNX fp32)."""
+    """Produces each (format, precision) variant's files once, reusing intermediate artifacts (ONNX and TFLite fp32)."""
 
-    def __init__(self, model, dims: GraphDims, out_dir: Path, buckets: list[int]) -> None:
-        self.model, self.dims, self.out, self.buckets = model, dims, out_dir, buckets
+    def __init__(self, model, dims: GraphDims, out_dir: Path, buckets: list[int], options: ExportOptions) -> None:
+        self.model, self.dims, self.out, self.buckets, self.options = model, dims, out_dir, buckets, options
+        self._tflite_fp32: tuple[bytes, dict] | None = None
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.out).as_posix()
@@ -81,38 +89,47 @@ class _Builder:
             onnx_export.export_decoder(self.model, dec)
         return {"encoder": enc, "decoder": dec}
 
-    def build(self, fmt: str, precision: str) -> tuple[dict, list[int] | None]:
-        """-> (files: {"encoder": rel, "decoder": rel} or {"buckets": {frames: {...}}}, buckets or None)."""
+    def build(self, fmt: str, precision: str) -> tuple[dict, list[int] | None, dict | None]:
+        """-> (files {role: rel}, TFLite buckets or None, TFLite {frames: {"encoder"/"decoder": signature}})."""
         if fmt == "onnx":
             src = self.onnx_fp32()
             if precision == "fp32":
                 files = src
             elif precision == "int8":
-                files = {k: onnx_export.quantize_int8(p, p.with_name(f"{k}.int8.onnx")) for k, p in src.items()}
+                convs = self.options.quantize_convs
+                files = {k: onnx_export.quantize_int8(p, p.with_name(f"{k}.int8.onnx"), convs) for k, p in src.items()}
             elif precision == "fp16":
                 files = {k: onnx_export.convert_fp16(p, p.with_name(f"{k}.fp16.onnx")) for k, p in src.items()}
             else:
                 raise ExportError(f"ONNX precision {precision!r} is not supported; use fp32, int8 or fp16")
-            return {k: self.rel(p) for k, p in files.items()}, None
+            return {k: self.rel(p) for k, p in files.items()}, None, None
         if fmt == "openvino":
             from . import openvino_export
 
             src = self.onnx_fp32()
             files = {
-                k: openvino_export.convert(p, self.out / "openvino" / f"{k}.{precision}.xml", precision)
+                k: openvino_export.convert(
+                    p, self.out / "openvino" / f"{k}.{precision}.xml", precision, self.options.quantize_convs
+                )
                 for k, p in src.items()
             }
             rels = {k: self.rel(p) for k, p in files.items()}
             rels.update({f"{k}_weights": self.rel(p.with_suffix(".bin")) for k, p in files.items()})
-            return rels, None
+            return rels, None, None
         if fmt == "tflite":
             from . import tflite_export
 
-            pairs = {}
-            for frames in self.buckets:
-                enc, dec = tflite_export.convert_pair(self.model, self.dims, self.out / "tflite", frames, precision)
-                pairs[str(frames)] = {"encoder": self.rel(enc), "decoder": self.rel(dec)}
-            return {"buckets": pairs}, list(self.buckets)
+            if self._tflite_fp32 is None:  # one conversion serves both precisions
+                self._tflite_fp32 = tflite_export.convert_fp32(self.model, self.dims, self.buckets)
+            fp32, signatures = self._tflite_fp32
+            path = self.out / "tflite" / f"whisper.{precision}.tflite"
+            if precision == "fp32":
+                tflite_export.write(fp32, path)
+            elif precision == "int8":
+                tflite_export.quantize_int8(fp32, path, self.options.quantize_convs)
+            else:
+                raise ExportError(f"TFLite precision {precision!r} is not supported; use fp32 or int8")
+            return {"model": self.rel(path)}, list(self.buckets), signatures
         raise ExportError(f"unknown format {fmt!r}")
 
 
@@ -172,12 +189,12 @@ def export_checkpoint(
         return references[key]
 
     wanted = list(tgt.variants)
-    builder = _Builder(model, dims, out, buckets)
+    builder = _Builder(model, dims, out, buckets, options)
     fp32_wer: dict[str, float] = {}  # per format: TFLite's bucketed input differs from the dynamic formats'
     for fmt, precision in sorted(wanted, key=lambda v: v[1] != "fp32"):  # fp32 first: baseline for the budget
         start = time.perf_counter()
         try:
-            files, variant_buckets = builder.build(fmt, precision)
+            files, variant_buckets, signatures = builder.build(fmt, precision)
         except EdgeAskdError:
             raise
         except Exception as exc:  # converter failures: keep the message, mark the variant invalid
@@ -199,6 +216,10 @@ def export_checkpoint(
             "precision": precision,
             "files": files,
             "buckets": variant_buckets,
+            # TFLite: {frames: {"encoder": signature, "decoder": signature}} inside files["model"].
+            "signatures": signatures,
+            # What was quantized: int8 variants keep the front-end convs float unless options.quantize_convs.
+            "quantization": {"convs": "int8" if options.quantize_convs else "float"} if precision == "int8" else None,
             "io": _io(dims, "frames" if not variant_buckets else variant_buckets[-1]),
             "export_seconds": round(time.perf_counter() - start, 2),
             "valid": False,

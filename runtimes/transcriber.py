@@ -85,7 +85,11 @@ def choose_variant(manifest: dict, backend: str, precision: str | None) -> dict:
 
 
 def variant_files(variant: dict) -> list[str]:
-    """Every file a variant needs (graphs, OpenVINO .bin weights, each TFLite bucket), relative to the export."""
+    """Every file a variant needs (graphs, OpenVINO .bin weights, the TFLite file), relative to the export.
+
+    TFLite exports hold every bucket as signatures of `files["model"]`; exports from before that list one
+    encoder/decoder file pair per bucket under `files["buckets"]`, which still load.
+    """
     files = variant["files"]
     rels = [rel for key, rel in files.items() if key != "buckets"]
     for pair in (files.get("buckets") or {}).values():
@@ -104,11 +108,18 @@ def backend_spec(
     """Everything an adapter needs to load `variant`, with each file's hash verified."""
     files = variant["files"]
     io = variant["io"]
-    for rel in variant_files(variant):  # all of them, including weights the graph file only refers to
-        verify_file(export_dir, rel, manifest)
+    # All of them, including weights the graph file only refers to; each hashed once.
+    verified = {rel: verify_file(export_dir, rel, manifest) for rel in variant_files(variant)}
+    bucket_files = {
+        int(frames): (verified[pair["encoder"]], verified[pair["decoder"]])
+        for frames, pair in (files.get("buckets") or {}).items()
+    }
+    signatures = variant.get("signatures") or {}
+    for frames in signatures:  # one multi-signature file serves every bucket
+        bucket_files[int(frames)] = (verified[files["model"]], verified[files["model"]])
     return BackendSpec(
-        encoder=verify_file(export_dir, files["encoder"], manifest) if "encoder" in files else Path(),
-        decoder=verify_file(export_dir, files["decoder"], manifest) if "decoder" in files else Path(),
+        encoder=verified[files["encoder"]] if "encoder" in files else Path(),
+        decoder=verified[files["decoder"]] if "decoder" in files else Path(),
         encoder_inputs=io["encoder_inputs"],
         encoder_outputs=io["encoder_outputs"],
         decoder_inputs=io["decoder_inputs"],
@@ -117,13 +128,8 @@ def backend_spec(
         device=device,
         precision_hint=precision_hint,
         buckets=sorted(int(b) for b in variant.get("buckets") or []),
-        bucket_files={
-            int(frames): (
-                verify_file(export_dir, pair["encoder"], manifest),
-                verify_file(export_dir, pair["decoder"], manifest),
-            )
-            for frames, pair in (files.get("buckets") or {}).items()
-        },
+        bucket_files=bucket_files,
+        bucket_signatures={int(frames): (names["encoder"], names["decoder"]) for frames, names in signatures.items()},
     )
 
 

@@ -14,7 +14,9 @@ from edge_askd_runtime import ModelError, Transcriber, load_audio
 from edge_askd_runtime.scoring import wer
 
 STUDENT_CLIPS = ("arctic_a0009", "jfk")
-STUDENT_BUCKETS = (1200,)  # one 12 s TFLite bucket covers both clips; keeps the test to two conversions per precision
+# Two TFLite buckets (6 s, 12 s): arctic_a0009 (3.1 s) runs in the first, jfk (11 s) in the second, so the parity
+# gate and the runtime exercise choosing a signature; both live in one file per precision.
+STUDENT_BUCKETS = (600, 1200)
 ALL_VARIANTS = {
     ("onnx", "fp32"),
     ("onnx", "int8"),
@@ -149,6 +151,90 @@ def test_teacher_rpi4_export_transcribes_real_speech(teacher_export, real_clip):
         result = transcriber.transcribe(real_clip("jfk"))
         assert wer([REAL_CLIPS["jfk"].text], [result.text]) <= 0.05, (backend, result.text)
         assert result.audio_seconds == pytest.approx(11.0, abs=0.1)
+
+
+def test_tflite_buckets_share_one_file(student_export, real_clip):
+    """Every bucket is an encoder/decoder signature pair of one .tflite (weights stored once), and the runtime runs
+    the smallest bucket that fits the clip."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    manifest = _manifest(student_export)
+    for precision in ("fp32", "int8"):
+        variant = next(v for v in manifest["variants"] if v["name"] == f"tflite-{precision}")
+        assert list(variant["files"]) == ["model"] and _files(variant) == [variant["files"]["model"]]
+        assert variant["signatures"] == {
+            str(f): {"encoder": f"encoder_{f}", "decoder": f"decoder_{f}"} for f in STUDENT_BUCKETS
+        }
+        path = student_export / variant["files"]["model"]
+        assert set(Interpreter(model_path=str(path)).get_signature_list()) == {
+            name for pair in variant["signatures"].values() for name in pair.values()
+        }
+        # Shared weights: two buckets cost far less than twice the fp32 ONNX pair (~one model's weights).
+        if precision == "fp32":
+            onnx = next(v for v in manifest["variants"] if v["name"] == "onnx-fp32")
+            assert path.stat().st_size < 1.2 * sum(manifest["files"][r]["size"] for r in _files(onnx))
+    transcriber = Transcriber(student_export, backend="litert", precision="int8", threads=1)
+    short = transcriber.mel(load_audio(real_clip("arctic_a0009")))
+    long = transcriber.mel(load_audio(real_clip("jfk")))
+    assert (short.shape[-1], long.shape[-1]) == STUDENT_BUCKETS
+    for mel in (short, long):
+        transcriber.backend.run_encoder(mel)
+    assert sorted(transcriber.backend._pairs) == list(STUDENT_BUCKETS)
+    assert len(transcriber.backend._interpreters) == 1  # one file, one interpreter for both buckets
+
+
+def test_runtime_refuses_tampered_tflite_file(student_export, tmp_path):
+    """The one multi-signature .tflite is hash-checked like every other file."""
+    manifest = _manifest(student_export)
+    variant = next(v for v in manifest["variants"] if v["name"] == "tflite-int8")
+    for rel in ["manifest.json", "tokenizer.json", *_files(variant)]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(student_export / rel, tmp_path / rel)
+    target = tmp_path / variant["files"]["model"]
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"whisper\.int8\.tflite: sha256 does not match"):
+        Transcriber(tmp_path, backend="litert", precision="int8")
+
+
+def test_int8_variants_keep_front_end_convs_float(student_export):
+    """ExportOptions.quantize_convs defaults to False: every int8 file keeps the encoder's conv1d weights float
+    (while its matmul weights are int8), and the manifest says so."""
+    import onnx
+    import openvino as ov
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_quantizer.utils.tfl_flatbuffer_utils import read_model
+
+    manifest = _manifest(student_export)
+    variants = {v["name"]: v for v in manifest["variants"]}
+    for name in ("onnx-int8", "openvino-int8", "tflite-int8"):
+        assert variants[name]["quantization"] == {"convs": "float"}, name
+    assert variants["onnx-fp32"]["quantization"] is None
+
+    graph = onnx.load(str(student_export / variants["onnx-int8"]["files"]["encoder"])).graph
+    weights = {t.name: t for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert len(convs) == 2 and not any(n.op_type == "ConvInteger" for n in graph.node)
+    assert all(weights[n.input[1]].data_type == onnx.TensorProto.FLOAT for n in convs)
+    assert any(n.op_type == "DynamicQuantizeLinear" for n in graph.node)  # the matmuls are int8
+
+    encoder = ov.Core().read_model(str(student_export / variants["openvino-int8"]["files"]["encoder"]))
+    conv_weights = [op.input_value(1).get_node() for op in encoder.get_ops() if op.get_type_name() == "Convolution"]
+    assert len(conv_weights) == 2
+    assert all(w.get_type_name() == "Constant" and w.get_element_type() == ov.Type.f32 for w in conv_weights)
+    assert any(op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8 for op in encoder.get_ops())
+
+    model = read_model(student_export / variants["tflite-int8"]["files"]["model"])
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    conv, dense = schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.FULLY_CONNECTED
+    weight_types: dict[int, set[int]] = {conv: set(), dense: set()}
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            if codes[op.opcodeIndex] in weight_types:
+                weight_types[codes[op.opcodeIndex]].add(subgraph.tensors[op.inputs[1]].type)
+    assert weight_types[conv] == {schema.TensorType.FLOAT32}
+    assert weight_types[dense] == {schema.TensorType.INT8}
 
 
 def test_runtime_refuses_tampered_file(student_export, tmp_path, real_clip):

@@ -29,6 +29,8 @@ class BackendSpec:
     precision_hint: str | None = None  # openvino INFERENCE_PRECISION_HINT ("f32" for parity checks)
     buckets: list[int] = field(default_factory=list)  # static mel lengths (frames), TFLite only
     bucket_files: dict[int, tuple[Path, Path]] = field(default_factory=dict)  # frames -> (encoder, decoder)
+    # frames -> (encoder, decoder) signature names inside bucket_files' file(s); absent: each file's only signature
+    bucket_signatures: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 # format in the manifest -> (module, class, pip package providing the runtime)
