@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 
 setup: system-packages $(STAMP)
 
-# The main job: data -> ASKD distillation (30 min budget) -> export -> bench -> transcribe -> quickstart/report/.
+# The main job: data -> ASKD distillation (20 min budget) -> export -> bench -> transcribe -> quickstart/report/.
 demo: setup
 	$(BIN)/edge-askd quickstart
 

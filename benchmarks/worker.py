@@ -14,7 +14,17 @@ import numpy as np
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's own peak RSS. VmHWM belongs to the address space, which exec replaces; ru_maxrss does not
+    reset across fork + exec, so a worker spawned by a big parent (the quickstart's trainer) would report the
+    parent's peak."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB; macOS bytes
 
 
 def _serve(conn, spec: str, threads: int) -> None:
