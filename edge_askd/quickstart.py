@@ -261,7 +261,7 @@ def stage_distill(cfg: QuickstartConfig, manifests: dict, stage_dir: Path, log: 
 
 
 def stage_export(cfg: QuickstartConfig, student: str, stage_dir: Path) -> dict:
-    from edge_askd_export.pipeline import ExportOptions, export_checkpoint
+    from edge_askd_export.pipeline import ExportOptions, export_checkpoint, runs_in
     from edge_askd_runtime.transcriber import variant_files
 
     target = detect_target() if cfg.target == "auto" else cfg.target
@@ -274,6 +274,7 @@ def stage_export(cfg: QuickstartConfig, student: str, stage_dir: Path) -> dict:
             "valid": v["valid"],
             "size_mb": sum(manifest["files"][r]["size"] for r in variant_files(v)) / 1e6 if v.get("files") else None,
             "parity": v.get("parity") or {"error": v.get("error")},
+            "runs_in": runs_in(v),
         }
         for v in manifest["variants"]
     ]
@@ -364,7 +365,8 @@ def _variant_row(v: dict) -> str:
     size = f"{v['size_mb']:.1f} MB" if v.get("size_mb") else "-"
     diff, agree = num("max_logit_diff", ".1e"), num("token_agreement", ".3f")
     wer = f"{par['wer']:.1f} %" if isinstance(par.get("wer"), int | float) else "-"
-    return f"| {v['name']} | {'yes' if v['valid'] else 'no'} | {size} | {diff} | {agree} | {wer} |"
+    valid = "yes" if v["valid"] else "no"
+    return f"| {v['name']} | {valid} | {v.get('runs_in') or '-'} | {size} | {diff} | {agree} | {wer} |"
 
 
 def commands(cfg: QuickstartConfig, pipeline: Pipeline) -> list[str]:
@@ -426,8 +428,8 @@ def stage_report(cfg: QuickstartConfig, pipeline: Pipeline, stage_dir: Path) -> 
         "",
         f"Target `{rec['export']['target']}`; manifest: [export-manifest.json](export-manifest.json).",
         "",
-        "| variant | valid | size | max logit diff | token agreement | WER on the parity clips |",
-        "|---|---|---|---|---|---|",
+        "| variant | valid | runs in | size | max logit diff | token agreement | WER on the parity clips |",
+        "|---|---|---|---|---|---|---|",
         *(_variant_row(v) for v in rec["export"]["variants"]),
         "",
         "## Latency and accuracy (measured side by side in one run)",

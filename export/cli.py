@@ -29,7 +29,7 @@ def run_export(args: argparse.Namespace) -> int:
     from edge_askd.hf_transcriber import resolve_checkpoint
 
     from .parity import DEFAULT_CLIPS, ParityConfig
-    from .pipeline import ExportOptions, export_checkpoint
+    from .pipeline import ExportOptions, export_checkpoint, runs_in
 
     clips = tuple(args.clips.split(",")) if args.clips else DEFAULT_CLIPS
     options = ExportOptions(parity=ParityConfig(clips=clips, wer_budget=args.wer_budget))
@@ -39,6 +39,8 @@ def run_export(args: argparse.Namespace) -> int:
         parity = variant.get("parity") or {}
         size = sum(manifest["files"][rel]["size"] for rel in _rels(variant)) / 1e6
         status = "ok" if variant["valid"] else f"INVALID ({parity.get('reason') or variant.get('error')})"
+        if runs_in(variant):
+            status += f"  runs in {runs_in(variant)}"
         print(
             f"{variant['name']:16s} {size:7.1f} MB  logit diff {parity.get('max_logit_diff', float('nan')):.2e}  "
             f"WER {parity.get('wer', float('nan')):5.2f}  {status}"

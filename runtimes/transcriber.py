@@ -105,7 +105,12 @@ def backend_spec(
     device: str = "CPU",
     precision_hint: str | None = None,
 ) -> BackendSpec:
-    """Everything an adapter needs to load `variant`, with each file's hash verified."""
+    """Everything an adapter needs to load `variant`, with each file's hash verified.
+
+    precision_hint: None takes the variant's own (`runtime.precision_hint`, set by the export's parity gate when
+    the plugin's default precision failed it), else the plugin's default.
+    """
+    precision_hint = precision_hint or (variant.get("runtime") or {}).get("precision_hint")
     files = variant["files"]
     io = variant["io"]
     # All of them, including weights the graph file only refers to; each hashed once.

@@ -342,3 +342,73 @@ def test_openvino_telemetry_never_forks_a_sender(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["consent", "False", "forks", "0"]
+
+
+def test_openvino_variants_record_the_precision_they_were_gated_in(student_export, tmp_path):
+    import openvino as ov
+
+    default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    manifest = _manifest(student_export)
+    variants = {v["name"]: v for v in manifest["variants"]}
+    for name in ("openvino-fp16", "openvino-int8"):
+        runtime = variants[name]["runtime"]
+        # Pinned to f32 only when the plugin's default precision failed the gate (and then that result is kept).
+        assert runtime["checked_in"] == (runtime["precision_hint"] or default), name
+        if runtime["precision_hint"] == "f32":
+            assert runtime["default_precision"]["ran_in"] == default and variants[name]["valid"], name
+
+    # The runtime runs a variant in the precision its manifest pins, and in the plugin's default otherwise.
+    copy = tmp_path / "export"
+    copy.mkdir()
+    variant = next(v for v in manifest["variants"] if v["name"] == "openvino-int8")
+    for rel in ["tokenizer.json", *_files(variant)]:
+        (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(student_export / rel, copy / rel)
+    for hint, expected in (("f32", "f32"), (None, default)):
+        variant["runtime"] = {"precision_hint": hint}
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+        transcriber = Transcriber(copy, backend="openvino", precision="int8")
+        assert transcriber.backend.inference_precision == expected
+    assert (
+        Transcriber(copy, backend="openvino", precision="int8", precision_hint="f32").backend.inference_precision
+        == "f32"
+    )
+
+
+def test_openvino_gate_pins_f32_only_when_the_default_precision_fails():
+    from edge_askd_export.parity import ParityResult
+    from edge_askd_export.pipeline import gate_openvino_precision, runs_in
+
+    def scripted(outcomes: dict):
+        calls = []
+
+        def check(hint):
+            calls.append(hint)
+            passed, ran_in = outcomes[hint]
+            result = ParityResult(passed, 0.1, 1, 0.9, 10.0 if passed else 50.0, 10.0, 2, "" if passed else "WER")
+            return result, ran_in
+
+        return check, calls
+
+    check, calls = scripted({None: (True, "bf16")})
+    result, runtime = gate_openvino_precision(check, "int8")
+    assert result.passed and runtime == {"precision_hint": None, "checked_in": "bf16"} and calls == [None]
+    assert runs_in({"runtime": runtime}) == "bf16" and runs_in({}) is None
+
+    check, calls = scripted({None: (False, "bf16"), "f32": (True, "f32")})
+    result, runtime = gate_openvino_precision(check, "int8")
+    assert result.passed and result.wer == 10.0 and calls == [None, "f32"]
+    assert runtime["precision_hint"] == "f32" and runtime["default_precision"]["wer"] == 50.0
+    assert runs_in({"runtime": runtime}) == "f32 (bf16: WER 50.0 %)"
+
+    check, calls = scripted({None: (False, "bf16"), "f32": (False, "f32")})
+    result, runtime = gate_openvino_precision(check, "int8")
+    assert not result.passed and runtime["precision_hint"] is None
+
+    check, calls = scripted({None: (False, "f32")})  # default already f32: nothing to retry
+    result, runtime = gate_openvino_precision(check, "int8")
+    assert not result.passed and calls == [None]
+
+    check, calls = scripted({"f32": (True, "f32")})
+    _, runtime = gate_openvino_precision(check, "fp32")
+    assert runtime["precision_hint"] == "f32" and calls == ["f32"]

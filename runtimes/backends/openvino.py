@@ -32,6 +32,9 @@ class OpenVinoBackend:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{spec.encoder.parent}: OpenVINO cannot load the model ({first}); re-export it") from None
         self.spec = spec
+        # What the plugin actually runs in (bf16 on AVX512-BF16/AMX x86, f16 on ARM unless pinned): recorded by the
+        # export's parity gate next to the variant.
+        self.inference_precision = self.decoder.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self._enc_request = self.encoder.create_infer_request()
         self._dec_request = self.decoder.create_infer_request()
         self._token = np.zeros((1, 1), dtype=np.int64)
