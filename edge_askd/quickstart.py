@@ -348,12 +348,26 @@ def _speedups(results: dict) -> list[str]:
         best = min(students, key=lambda r: r["e2e_ms"]["median"])
         for peer in (p for p in at if not p.startswith("runtime:")):
             ratio = at[peer]["e2e_ms"]["median"] / best["e2e_ms"]["median"]
-            lines.append(
+            line = (
                 f"- {length:g} s clip: student `{best['candidate']}` {best['e2e_ms']['median']:.0f} ms vs `{peer}` "
                 f"{at[peer]['e2e_ms']['median']:.0f} ms: **{ratio:.1f}x** (WER {100 * best['wer']:.1f} % vs "
                 f"{100 * at[peer]['wer']:.1f} %)"
             )
+            lines.append(line + _token_caveat(best, at[peer]))
     return lines
+
+
+def _token_caveat(student: dict, peer: dict) -> str:
+    """An under-trained student often ends early (EOT at the first pause): fewer tokens flatter its speed-up, so
+    also give the estimate at the peer's token count (its encoder time + the peer's tokens x its ms/token)."""
+    n, m = student.get("tokens") or 0, peer.get("tokens") or 0
+    if not n or m <= 1.2 * n or not student.get("encoder_ms") or not student.get("ms_per_token"):
+        return ""
+    estimate = student["encoder_ms"] + m * student["ms_per_token"]
+    return (
+        f"; but the student decoded {n} tokens against {m} (it stopped early): at {m} tokens it would take "
+        f"~{estimate:.0f} ms, {peer['e2e_ms']['median'] / estimate:.1f}x"
+    )
 
 
 def _variant_row(v: dict) -> str:

@@ -121,3 +121,21 @@ def test_unknown_target_fails_before_any_work(tmp_path):
         run_quickstart(QuickstartConfig(out=tmp_path / "qs", target="pi9"))
     assert not (tmp_path / "qs").exists()
     assert detect_target() in ("x86", "rpi4", "rpi5", "jetson-orin")
+
+
+def test_speed_up_lines_flag_a_student_that_stopped_early():
+    from edge_askd.quickstart import _speedups
+
+    def row(candidate, kind, ms, tokens, encoder_ms=None, ms_per_token=None, wer=0.1):
+        return {"candidate": candidate, "kind": kind, "audio_s": 10.0, "e2e_ms": {"median": ms}, "tokens": tokens,
+                "encoder_ms": encoder_ms, "ms_per_token": ms_per_token, "wer": wer}  # fmt: skip
+
+    student = row("runtime:x:openvino:int8", "runtime", 140.0, 5, encoder_ms=120.0, ms_per_token=4.0)
+    teacher = row("pytorch:teacher:base", "pytorch", 1280.0, 21)
+    close = row("faster-whisper:tiny.en:int8", "faster-whisper", 420.0, 5)
+    lines = _speedups({"rows": [student, teacher, close]})
+    assert len(lines) == 2
+    early = next(line for line in lines if "pytorch" in line)
+    # 120 ms encoder + 21 tokens x 4 ms = 204 ms: 1280 / 204 = 6.3x, next to the measured 9.1x.
+    assert "**9.1x**" in early and "decoded 5 tokens against 21" in early and "~204 ms, 6.3x" in early
+    assert "stopped early" not in next(line for line in lines if "tiny.en" in line)
