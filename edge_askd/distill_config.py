@@ -45,6 +45,11 @@ class DistillConfig:
     augment_noise_dir: str = ""  # real-noise bank (`edge-askd data noise`); empty = coloured noise only
     augment_real_noise_p: float = 0.5  # with a bank: share of noise draws that use a real recording
     augment_p_reverb: float = 0.3  # share of clips in a simulated room (pyroomacoustics); 0 turns rooms off
+    # Joining clips with pauses (distill_data.ClipConcat): single-utterance training clips teach a student to end
+    # at the first pause; a share of examples made of 2..concat_max clips teaches it to go on after one.
+    concat_p: float = 0.0
+    concat_max: int = 3
+    concat_gap_s: float = 1.2  # pauses are drawn from [0.2, concat_gap_s] s
     # optimisation (defaults: Distil-Whisper Table 15 where it applies)
     seed: int = 0
     max_steps: int = 1000
@@ -120,6 +125,13 @@ class DistillConfig:
             raise EdgeAskdError(f"{where}: lr_decay {self.lr_decay!r} is not linear, cosine or constant")
         if self.self_kd_teacher not in ("ema", "snapshot"):
             raise EdgeAskdError(f"{where}: self_kd_teacher {self.self_kd_teacher!r} is not ema or snapshot")
+        if not 0.0 <= self.concat_p <= 1.0 or self.concat_max < 2 or self.concat_gap_s < 0.2:
+            raise EdgeAskdError(f"{where}: concat_p must be in [0, 1], concat_max >= 2 and concat_gap_s >= 0.2")
+        if self.concat_p > 0 and self.teacher_cache:
+            raise EdgeAskdError(
+                f"{where}: concat_p builds new examples every epoch, which a teacher_cache cannot hold; "
+                "use the live teacher (teacher_cache='') or concat_p=0"
+            )
         if self.precision not in ("auto", "fp32", "bf16"):
             raise EdgeAskdError(f"{where}: precision {self.precision!r} is not auto, fp32 or bf16")
         if self.temperature <= 0 or self.self_kd_temperature <= 0:

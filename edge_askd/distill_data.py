@@ -113,14 +113,44 @@ class ClipAugment:
         return augment(audio, rng, self.config, self.noises)[:MAX_SAMPLES]
 
 
+class ClipConcat:
+    """Joins a training clip with 1..max_parts-1 random others, separated by silent pauses, into one example of at
+    most 28 s, seeded by (seed, epoch, clip index) like ClipAugment so a resumed run replays it exactly."""
+
+    def __init__(self, seed: int, p: float, max_parts: int = 3, max_gap_s: float = 1.2) -> None:
+        self.seed, self.p, self.max_parts, self.max_gap_s = seed, p, max_parts, max_gap_s
+
+    @classmethod
+    def from_config(cls, cfg: DistillConfig) -> ClipConcat | None:
+        return cls(cfg.seed, cfg.concat_p, cfg.concat_max, cfg.concat_gap_s) if cfg.concat_p > 0 else None
+
+    def plan(self, index: int, epoch: int, n_clips: int) -> tuple[list[int], list[float]]:
+        """(clip indices starting with `index`, pause seconds between them); just [index] when not joined."""
+        rng = np.random.default_rng([self.seed % 2**64, epoch, index, 1])  # 1: a stream apart from ClipAugment's
+        if n_clips < 2 or rng.random() >= self.p:
+            return [index], []
+        others = rng.choice(np.delete(np.arange(n_clips), index), size=int(rng.integers(1, self.max_parts)))
+        gaps = rng.uniform(0.2, self.max_gap_s, size=len(others))
+        return [index, *(int(i) for i in others)], [float(g) for g in gaps]
+
+
+MAX_JOINED_SAMPLES = 28 * 16000
+
+
 class DistillDataset:
     def __init__(
-        self, clips: list[Clip], targets: TargetBuilder, cache_audio: bool = True, augment: ClipAugment | None = None
+        self,
+        clips: list[Clip],
+        targets: TargetBuilder,
+        cache_audio: bool = True,
+        augment: ClipAugment | None = None,
+        concat: ClipConcat | None = None,
     ) -> None:
         self.clips, self.targets = clips, targets
         self._audio: dict[int, np.ndarray] = {}
         self.cache_audio = cache_audio
         self.augment = augment  # applied only by example(index, epoch): dev, probes and the teacher cache stay clean
+        self.concat = concat  # likewise only in example(index, epoch)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -133,16 +163,33 @@ class DistillDataset:
             self._audio[index] = audio
         return audio
 
+    def joined(self, index: int, epoch: int) -> tuple[np.ndarray, str]:
+        """The example ClipConcat plans for (index, epoch): audio and text; parts that would pass 28 s are left out."""
+        indices, gaps = self.concat.plan(index, epoch, len(self))
+        pieces, texts = [self.audio(index)], [self.clips[index].text.strip()]
+        length = len(pieces[0])
+        for i, gap in zip(indices[1:], gaps, strict=True):
+            pause = np.zeros(int(gap * 16000), dtype=np.float32)
+            part = self.audio(i)
+            if length + len(pause) + len(part) > MAX_JOINED_SAMPLES:
+                break
+            pieces += [pause, part]
+            texts.append(self.clips[i].text.strip())
+            length += len(pause) + len(part)
+        return np.concatenate(pieces), " ".join(texts)
+
     def __getitem__(self, index: int) -> dict:
         return self.example(index)
 
     def example(self, index: int, epoch: int | None = None) -> dict:
         """One training example; with an augmenter and an epoch, both mels come from the same augmented audio
         (the teacher hears what the student hears). The cached clean audio is never modified."""
-        audio = self.audio(index)
+        audio, text = self.audio(index), self.clips[index].text
+        if self.concat is not None and epoch is not None:
+            audio, text = self.joined(index, epoch)
         if self.augment is not None and epoch is not None:
             audio = self.augment(audio, epoch, index)
-        dec_in, labels, mask = self.targets(self.clips[index].text)
+        dec_in, labels, mask = self.targets(text)
         return {
             "index": index,
             "student_mel": torch.from_numpy(log_mel(audio, pad_to_30s=False)),

@@ -34,7 +34,7 @@ from torch import nn
 from edge_askd_runtime.errors import EdgeAskdError
 
 from .distill_config import DistillConfig, add_distill_parser, load_config
-from .distill_data import BatchStream, ClipAugment, DistillDataset, TargetBuilder, collate, read_clips
+from .distill_data import BatchStream, ClipAugment, ClipConcat, DistillDataset, TargetBuilder, collate, read_clips
 from .length_aware import decode_logits, encode
 from .losses import TopK, ce_loss, combine, kd_loss, teacher_topk, topk_kd_loss
 from .schedules import Schedules
@@ -245,6 +245,7 @@ class Trainer:
             read_clips(cfg.train_manifest, cfg.max_duration, text_field=cfg.target_field),
             targets,
             augment=ClipAugment.from_config(cfg),  # None unless cfg.augment: on-the-fly, seeded per (epoch, clip)
+            concat=ClipConcat.from_config(cfg),  # None unless cfg.concat_p > 0
         )
         self.dev_set = (
             DistillDataset(read_clips(cfg.dev_manifest, cfg.max_duration), targets) if cfg.dev_manifest else None

@@ -348,3 +348,42 @@ def test_augmented_training_is_seeded_and_differs_from_clean(manifests, tmp_path
     augmented = first_losses("aug-a", **noise_free)
     assert first_losses("aug-b", **noise_free) == augmented  # same seed, same epoch: same augmented audio
     assert first_losses("clean") != augmented
+
+
+def test_joined_examples_teach_going_on_after_a_pause(manifests, tmp_path):
+    from edge_askd.distill_data import MAX_JOINED_SAMPLES, ClipConcat
+    from edge_askd.trainer import Trainer
+
+    trainer = Trainer(_cfg(manifests, tmp_path / "join", method="ce", concat_p=1.0, concat_max=3))
+    data = trainer.train_set
+    assert isinstance(data.concat, ClipConcat)
+    n = len(data)
+    for index in range(n):
+        indices, gaps = data.concat.plan(index, 0, n)
+        assert indices[0] == index and 2 <= len(indices) <= 3 and index not in indices[1:]
+        assert all(0.2 <= g <= 1.2 for g in gaps) and (indices, gaps) == data.concat.plan(index, 0, n)
+        audio, text = data.joined(index, 0)
+        # Parts are kept in order until the next would pass 28 s: a prefix of the plan, never empty.
+        prefixes = [indices[:k] for k in range(1, len(indices) + 1)]
+        kept = next(p for p in prefixes if text == " ".join(data.clips[i].text.strip() for i in p))
+        expected = sum(len(data.audio(i)) for i in kept) + sum(int(g * 16000) for g in gaps[: len(kept) - 1])
+        assert len(audio) == expected <= MAX_JOINED_SAMPLES
+        # The labels are the joined text: the loss asks for every part, not just the first.
+        assert data.example(index, 0)["labels"].shape[0] > data.example(index)["labels"].shape[0]
+    assert any(data.concat.plan(i, 0, n) != data.concat.plan(i, 1, n) for i in range(n))  # new joins each epoch
+
+    assert ClipConcat(0, 0.0).plan(0, 0, n) == ([0], [])
+    losses = [trainer.train_step()["loss"] for _ in range(2)]
+    again = Trainer(_cfg(manifests, tmp_path / "join-b", method="ce", concat_p=1.0, concat_max=3))
+    assert [again.train_step()["loss"] for _ in range(2)] == losses
+    plain = Trainer(_cfg(manifests, tmp_path / "plain", method="ce"))
+    assert [plain.train_step()["loss"] for _ in range(2)] != losses
+
+
+def test_joined_examples_refuse_a_teacher_cache(manifests, tmp_path):
+    from edge_askd.distill_config import DistillConfig
+    from edge_askd_runtime.errors import EdgeAskdError
+
+    cfg = DistillConfig(train_manifest="x.jsonl", concat_p=0.5, teacher_cache=str(tmp_path / "cache"))
+    with pytest.raises(EdgeAskdError, match="teacher_cache cannot hold"):
+        cfg.validate()
