@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import sys
 import time
@@ -389,15 +390,26 @@ def commands(cfg: QuickstartConfig, pipeline: Pipeline) -> list[str]:
     distill = pipeline.records.get("distill")
     export = pipeline.records.get("export")
     steps = distill.outputs.get("steps") if distill else "N"
+    data_rec = pipeline.records.get("data")
+    manifests = (
+        data_rec.outputs["manifests"]
+        if data_rec
+        else {
+            k: str(out / "data" / f)
+            for k, f in (("train", "train.jsonl"), ("dev_eval", "dev-eval.jsonl"), ("probes", "probes.jsonl"))
+        }
+    )
     target = export.outputs.get("target") if export else cfg.target
     data = out / "data"
     return [
         "edge-askd data real && edge-askd data probes"
         f" && edge-askd data synth --count {cfg.synth_clips} --seed {cfg.seed} --out {data / 'synth-train'}",
-        f"edge-askd distill --config configs/askd-base-e6d2.toml --set student={cfg.student} --set method=askd "
-        f"--set train_manifest={data / 'train.jsonl'} --set dev_manifest={data / 'dev-eval.jsonl'} "
-        f"--set probe_manifest={data / 'probes.jsonl'} --set max_steps={steps} --set lr={cfg.lr} "
-        f"--set output_dir={out / 'distill' / 'run'}",
+        # Exactly the stage's overrides: a hand-written subset once left grad_accum, warm-up and EMA at the
+        # recipe's values, a run 4x longer per step than the one reported.
+        "edge-askd distill --config configs/askd-base-e6d2.toml "
+        + " ".join(
+            f"--set {shlex.quote(o)}" for o in _distill_overrides(cfg, manifests, out / "distill" / "run", steps)
+        ),
         f"edge-askd export {out / 'distill' / 'run' / 'student'} --target {target} --out {out / 'export' / target}",
         f"edge-askd bench {out / 'export' / target} --peers {','.join(cfg.peers)} "
         f"--lengths {','.join(f'{x:g}' for x in cfg.lengths_s)} --repeats {cfg.repeats} --threads {cfg.threads} "

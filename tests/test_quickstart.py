@@ -139,3 +139,24 @@ def test_speed_up_lines_flag_a_student_that_stopped_early():
     # 120 ms encoder + 21 tokens x 4 ms = 204 ms: 1280 / 204 = 6.3x, next to the measured 9.1x.
     assert "**9.1x**" in early and "decoded 5 tokens against 21" in early and "~204 ms, 6.3x" in early
     assert "stopped early" not in next(line for line in lines if "tiny.en" in line)
+
+
+def test_reproduce_command_of_the_distill_stage_is_the_stage_config(tmp_path):
+    import shlex
+
+    from edge_askd.distill_config import load_config
+    from edge_askd.quickstart import RECIPE, Pipeline, QuickstartConfig, StageRecord, _distill_overrides, commands
+
+    cfg = QuickstartConfig(out=tmp_path / "qs")
+    pipeline = Pipeline(cfg.out, log=lambda _: None)
+    pipeline.records["distill"] = StageRecord("distill", "key", 1.0, False, {"steps": 221})
+    line = next(c for c in commands(cfg, pipeline) if c.startswith("edge-askd distill"))
+    argv = shlex.split(line)
+    overrides = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    assert (
+        argv[argv.index("--config") + 1] == "configs/askd-base-e6d2.toml" == str(RECIPE.relative_to(RECIPE.parents[1]))
+    )
+    files = {"train": "train.jsonl", "dev_eval": "dev-eval.jsonl", "probes": "probes.jsonl"}
+    manifests = {k: str(cfg.out / "data" / f) for k, f in files.items()}
+    stage = load_config(RECIPE, _distill_overrides(cfg, manifests, cfg.out / "distill" / "run", 221))
+    assert load_config(RECIPE, overrides) == stage
