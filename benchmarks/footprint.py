@@ -21,6 +21,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .memory import current_rss_mb, peak_rss_mb
+
 SCHEMA_VERSION = 1
 RESULT_MARK = "EDGE_ASKD_FOOTPRINT "
 FORBIDDEN_MODULES = ("torch", "transformers")
@@ -48,52 +50,24 @@ class FootprintRow:
     error: str | None = None
 
 
-def _status_mb(field: str) -> float | None:
-    """VmRSS / VmHWM of this process in MB (Linux); None elsewhere."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return None
-
-
-def _peak_rss_mb() -> float:
-    peak = _status_mb("VmHWM")
-    if peak is not None:
-        return peak
-    import resource
-
-    # ru_maxrss is KiB on Linux and bytes on macOS.
-    scale = 1024 * 1024 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
-
-
-def _current_rss_mb() -> float:
-    current = _status_mb("VmRSS")
-    return current if current is not None else _peak_rss_mb()
-
-
 def _child(export_dir: str, backend: str, precision: str, clip: str, threads: int | None, spawned_at: float) -> int:
     """The measured process: numpy baseline, then the runtime's cold load and first transcription."""
     t = time.perf_counter()
     import numpy  # noqa: F401  (the baseline every runtime pays)
 
     numpy_import_s = time.perf_counter() - t
-    baseline = _current_rss_mb()
+    baseline = current_rss_mb()
     t0 = time.perf_counter()
     from edge_askd_runtime import Transcriber
 
     transcriber = Transcriber(export_dir, backend=backend, precision=precision, threads=threads)
     load_s = time.perf_counter() - t0
     ready_wall = time.time()
-    rss_after_load = _current_rss_mb()
+    rss_after_load = current_rss_mb()
     t1 = time.perf_counter()
     result = transcriber.transcribe(clip)
     first_s = time.perf_counter() - t1
-    peak = _peak_rss_mb()
+    peak = peak_rss_mb()
     leaked = sorted(name for name in FORBIDDEN_MODULES if name in sys.modules)
     if leaked:
         print(f"edge-askd footprint: {', '.join(leaked)} imported in the device runtime's process", file=sys.stderr)

@@ -5,26 +5,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import resource
 import time
 import traceback
 from dataclasses import asdict
 
 import numpy as np
 
-
-def _peak_rss_mb() -> float:
-    """This process's own peak RSS. VmHWM belongs to the address space, which exec replaces; ru_maxrss does not
-    reset across fork + exec, so a worker spawned by a big parent (the quickstart's trainer) would report the
-    parent's peak."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB; macOS bytes
+from .memory import peak_rss_mb
 
 
 def _serve(conn, spec: str, threads: int) -> None:
@@ -41,7 +28,7 @@ def _serve(conn, spec: str, threads: int) -> None:
                 "ok": True,
                 "load_s": time.perf_counter() - t0,
                 "info": candidate.info,
-                "rss_after_load_mb": _peak_rss_mb(),
+                "rss_after_load_mb": peak_rss_mb(),
             }
         )
     except Exception as exc:  # reported to the driver as a missing peer, not a crash
@@ -50,7 +37,7 @@ def _serve(conn, spec: str, threads: int) -> None:
     while True:
         audio = conn.recv()
         if audio is None:
-            conn.send({"peak_rss_mb": _peak_rss_mb()})
+            conn.send({"peak_rss_mb": peak_rss_mb()})
             return
         conn.send(asdict(candidate.transcribe(audio)))
 

@@ -59,9 +59,9 @@ def test_quickstart_end_to_end_then_reuses_every_stage(tmp_path):
     assert {"runtime", "faster-whisper"} <= kinds
     assert all(r["e2e_ms"]["median"] > 0 and 0 <= r["wer"] for r in bench["rows"])
     # Each worker's own peak, not this (much bigger, trainer-holding) parent's: ru_maxrss survives fork + exec.
-    from edge_askd_bench.worker import _peak_rss_mb
+    from edge_askd_bench.memory import peak_rss_mb
 
-    parent_peak = _peak_rss_mb()
+    parent_peak = peak_rss_mb()
     assert all(0 < r["peak_rss_mb"] < parent_peak for r in bench["rows"] if r["kind"] == "runtime")
 
     transcript = json.loads((cfg.out / "transcribe" / "transcript.json").read_text())
