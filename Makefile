@@ -9,8 +9,13 @@ APT_PACKAGES := espeak-ng sox libportaudio2 pulseaudio pulseaudio-utils libasoun
   flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts wordnet-base fortunes fortunes-min
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+# A cache only helps a second install; on a fresh machine it doubles the ~3.5 GB the environment needs on disk.
+export PIP_NO_CACHE_DIR := 1
+# The environment (torch, converters, runtimes, teachers) takes ~3.5 GB, pip unpacks into TMPDIR on the way,
+# and the test suite writes ~2 GB of exports: refuse early with one line instead of pip's ENOSPC half-way through.
+MIN_FREE_GB ?= 6
 
-.PHONY: setup system-packages demo experiment test lint clean
+.PHONY: setup disk-check system-packages demo experiment test lint clean
 .DEFAULT_GOAL := demo
 
 system-packages:
@@ -21,8 +26,13 @@ system-packages:
 	@$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv; }
 
+disk-check:
+	@$(PYTHON) -c "import shutil,sys,tempfile; need=$(MIN_FREE_GB); \
+	  low=[(d, shutil.disk_usage(d).free/2**30) for d in ('.', tempfile.gettempdir()) if shutil.disk_usage(d).free < need*2**30]; \
+	  low and sys.exit(f'error: only {low[0][1]:.1f} GB free in {low[0][0]!r}; setting up needs about {need} GB: free some space or point TMPDIR elsewhere (MIN_FREE_GB=N overrides the check)')"
+
 $(STAMP): pyproject.toml constraints.txt Makefile
-	@$(MAKE) --no-print-directory system-packages
+	@$(MAKE) --no-print-directory disk-check system-packages
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=77" wheel
 	# torch first, alone: an unpinned resolve would pull several GB of CUDA wheels.
