@@ -208,8 +208,9 @@ def test_int8_variants_keep_front_end_convs_float(student_export):
 
     manifest = _manifest(student_export)
     variants = {v["name"]: v for v in manifest["variants"]}
-    for name in ("onnx-int8", "openvino-int8", "tflite-int8"):
+    for name in ("openvino-int8", "tflite-int8"):
         assert variants[name]["quantization"] == {"convs": "float"}, name
+    assert variants["onnx-int8"]["quantization"]["convs"] == "float"
     assert variants["onnx-fp32"]["quantization"] is None
 
     graph = onnx.load(str(student_export / variants["onnx-int8"]["files"]["encoder"])).graph
@@ -217,7 +218,10 @@ def test_int8_variants_keep_front_end_convs_float(student_export):
     convs = [n for n in graph.node if n.op_type == "Conv"]
     assert len(convs) == 2 and not any(n.op_type == "ConvInteger" for n in graph.node)
     assert all(weights[n.input[1]].data_type == onnx.TensorProto.FLOAT for n in convs)
-    assert any(n.op_type == "DynamicQuantizeLinear" for n in graph.node)  # the matmuls are int8
+    # the matmuls are int8, in whichever scheme passed the gate
+    scheme = variants["onnx-int8"]["quantization"]["encoder"]
+    quantized_op = {"dynamic": "DynamicQuantizeLinear", "weight_only": "MatMulNBits"}[scheme]
+    assert any(n.op_type == quantized_op for n in graph.node)
 
     encoder = ov.Core().read_model(str(student_export / variants["openvino-int8"]["files"]["encoder"]))
     conv_weights = [op.input_value(1).get_node() for op in encoder.get_ops() if op.get_type_name() == "Convolution"]
@@ -412,3 +416,70 @@ def test_openvino_gate_pins_f32_only_when_the_default_precision_fails():
     check, calls = scripted({"f32": (True, "f32")})
     _, runtime = gate_openvino_precision(check, "fp32")
     assert runtime["precision_hint"] == "f32" and calls == ["f32"]
+
+
+def _encoder_output(path: Path, mel) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: mel})[0]
+
+
+def test_weight_only_int8_encoder_is_int8_and_closer_to_fp32_than_dynamic(student_export, tmp_path, real_clip):
+    """The onnx-int8 fallback: MatMulNBits 8-bit weights, float convs, and a smaller error than the dynamic scheme
+    (per-tensor activation scales), which is why it rescues encoders that fail the gate."""
+    import onnx
+
+    from edge_askd_export.onnx_export import quantize_int8
+    from edge_askd_runtime.audio import load_audio
+    from edge_askd_runtime.transcriber import model_mel
+
+    src = student_export / "onnx" / "encoder.fp32.onnx"
+    weight_only = quantize_int8(src, tmp_path / "encoder.wo.onnx", scheme="weight_only")
+    dynamic = quantize_int8(src, tmp_path / "encoder.dyn.onnx", scheme="dynamic")
+    graph = onnx.load(str(weight_only)).graph
+    nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert nbits and all(next(a.i for a in n.attribute if a.name == "bits") == 8 for n in nbits)
+    assert not any(n.op_type in ("DynamicQuantizeLinear", "ConvInteger") for n in graph.node)
+    assert weight_only.stat().st_size < 0.4 * src.stat().st_size
+
+    manifest = _manifest(student_export)
+    mel = model_mel(load_audio(real_clip("arctic_a0009")), False, manifest["mel"]["n_mels"], [])
+    reference = _encoder_output(src, mel)
+    rms = {p.name: float(np.sqrt(np.mean((_encoder_output(p, mel) - reference) ** 2))) for p in (weight_only, dynamic)}
+    assert rms[weight_only.name] < 0.7 * rms[dynamic.name], rms  # tiny.en subset: 0.018 vs 0.034
+    with pytest.raises(ValueError, match="unknown ONNX int8 scheme"):
+        quantize_int8(src, tmp_path / "x.onnx", scheme="int4")
+
+
+def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(student_checkpoint, tmp_path, real_clip):
+    """auto retries the encoder weight-only when dynamic fails the gate; when both fail (an impossible budget) the
+    dynamic encoder is restored and both attempts are in the manifest. weight_only forces the scheme."""
+    import onnx
+
+    from edge_askd_export.parity import ParityConfig
+    from edge_askd_export.pipeline import ExportError, ExportOptions, export_checkpoint
+    from edge_askd_runtime.transcriber import sha256_file
+
+    impossible = ExportOptions(parity=ParityConfig(clips=STUDENT_CLIPS[:1], wer_budget=-1000.0))
+    path = export_checkpoint(student_checkpoint, "jetson-orin", tmp_path / "auto", impossible)
+    manifest = json.loads(path.read_text())
+    int8 = next(v for v in manifest["variants"] if v["name"] == "onnx-int8")
+    assert not int8["valid"] and int8["quantization"]["encoder"] == "dynamic"
+    assert "budget" in int8["quantization"]["weight_only_encoder"]["reason"]
+    encoder = tmp_path / "auto" / int8["files"]["encoder"]
+    assert manifest["files"][int8["files"]["encoder"]]["sha256"] == sha256_file(encoder)
+    assert any(n.op_type == "DynamicQuantizeLinear" for n in onnx.load(str(encoder)).graph.node)
+
+    parity = ParityConfig(clips=STUDENT_CLIPS[:1], wer_budget=25.0)
+    forced = ExportOptions(parity=parity, onnx_int8_encoder="weight_only")
+    manifest = json.loads(export_checkpoint(student_checkpoint, "jetson-orin", tmp_path / "wo", forced).read_text())
+    int8 = next(v for v in manifest["variants"] if v["name"] == "onnx-int8")
+    assert int8["quantization"] == {"convs": "float", "encoder": "weight_only", "decoder": "dynamic"}
+    assert int8["valid"], int8["parity"]
+    encoder_graph = onnx.load(str(tmp_path / "wo" / int8["files"]["encoder"])).graph
+    assert any(n.op_type == "MatMulNBits" for n in encoder_graph.node)
+    text = Transcriber(tmp_path / "wo", backend="onnxruntime", precision="int8").transcribe(real_clip("jfk")).text
+    assert text.strip()
+    with pytest.raises(ExportError, match="onnx_int8_encoder='int4'"):
+        export_checkpoint(student_checkpoint, "jetson-orin", tmp_path / "bad", ExportOptions(onnx_int8_encoder="int4"))
