@@ -28,8 +28,9 @@ system-packages:
 
 disk-check:
 	@$(PYTHON) -c "import shutil,sys,tempfile; need=$(MIN_FREE_GB); \
-	  low=[(d, shutil.disk_usage(d).free/2**30) for d in ('.', tempfile.gettempdir()) if shutil.disk_usage(d).free < need*2**30]; \
-	  low and sys.exit(f'error: only {low[0][1]:.1f} GB free in {low[0][0]!r}; setting up needs about {need} GB: free some space or point TMPDIR elsewhere (MIN_FREE_GB=N overrides the check)')"
+	  free={d: shutil.disk_usage(d).free / 2**30 for d in ('.', tempfile.gettempdir())}; \
+	  low=[f'{gb:.1f} GB free in {d!r}' for d, gb in free.items() if gb < need]; \
+	  low and sys.exit(f'error: only {low[0]}; setting up needs about {need} GB: free some space or point TMPDIR elsewhere (MIN_FREE_GB=N overrides the check)')"
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	@$(MAKE) --no-print-directory disk-check system-packages

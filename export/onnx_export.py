@@ -76,7 +76,7 @@ def quantize_int8(src: Path, dst: Path, quantize_convs: bool = False, scheme: st
       in ONNX Runtime's CPU provider (tiny.en 30 s encoder 369 vs 322 ms) and int8 convs raise the encoder's error.
     - "weight_only": MatMulNBits with 8-bit symmetric weights in blocks of `WEIGHT_ONLY_BLOCK` along K and
       activations quantized per block (accuracy_level 4). Per-tensor activation scales are what break an encoder
-      whose activations have outliers; see `ExportOptions.onnx_int8_fallback` for the measurements.
+      whose activations have outliers; see `ExportOptions.onnx_int8_encoder` for the measurements.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

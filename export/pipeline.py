@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -49,6 +50,10 @@ class ExportOptions:
     # 0.966 / 35.1 % (passes). The weight-only encoder is slower than the dynamic one (92 vs 58 ms per 10 s,
     # 2 threads; fp32 127 ms), hence only as the fallback.
     onnx_int8_encoder: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.onnx_int8_encoder not in ("auto", "dynamic", "weight_only"):
+            raise ExportError(f"onnx_int8_encoder={self.onnx_int8_encoder!r}: use auto, dynamic or weight_only")
 
 
 def _prompt(generation: dict) -> list[int]:
@@ -97,23 +102,24 @@ class _Builder:
             onnx_export.export_decoder(self.model, dec)
         return {"encoder": enc, "decoder": dec}
 
+    def onnx_int8(self, role: str, scheme: str) -> Path:
+        """Quantize one role's fp32 ONNX file to `role`.int8.onnx (see onnx_export.quantize_int8 for `scheme`)."""
+        src = self.onnx_fp32()[role]
+        return onnx_export.quantize_int8(src, src.with_name(f"{role}.int8.onnx"), self.options.quantize_convs, scheme)
+
     def build(
         self, fmt: str, precision: str, encoder_scheme: str = "dynamic"
     ) -> tuple[dict, list[int] | None, dict | None]:
         """-> (files {role: rel}, TFLite buckets or None, TFLite {frames: {"encoder"/"decoder": signature}}).
 
-        encoder_scheme: the ONNX int8 encoder's quantization (see onnx_export.quantize_int8)."""
+        encoder_scheme: the ONNX int8 encoder's quantization; the decoder's is always dynamic."""
         if fmt == "onnx":
             src = self.onnx_fp32()
             if precision == "fp32":
                 files = src
             elif precision == "int8":
-                convs = self.options.quantize_convs
                 schemes = {"encoder": encoder_scheme, "decoder": "dynamic"}
-                files = {
-                    k: onnx_export.quantize_int8(p, p.with_name(f"{k}.int8.onnx"), convs, schemes[k])
-                    for k, p in src.items()
-                }
+                files = {role: self.onnx_int8(role, scheme) for role, scheme in schemes.items()}
             elif precision == "fp16":
                 files = {k: onnx_export.convert_fp16(p, p.with_name(f"{k}.fp16.onnx")) for k, p in src.items()}
             else:
@@ -165,8 +171,6 @@ def export_checkpoint(
     `valid: false` and the reason. Raises ExportError if no variant passes.
     """
     options = options or ExportOptions()
-    if options.onnx_int8_encoder not in ("auto", "dynamic", "weight_only"):
-        raise ExportError(f"onnx_int8_encoder={options.onnx_int8_encoder!r}: use auto, dynamic or weight_only")
     tgt = get_target(target)
     checkpoint = Path(checkpoint).expanduser()
     if not (checkpoint / "config.json").is_file():
@@ -317,16 +321,21 @@ def gate_openvino_precision(check, precision: str) -> tuple[ParityResult, dict]:
 
 
 def _weight_only_encoder_retry(builder: _Builder, manifest: dict, out: Path, variant: dict, check, failed):
-    """Re-quantize the onnx-int8 encoder weight-only and gate again; keeps whichever result passes (else the first),
-    and records the dynamic attempt in variant["quantization"]."""
-    files, _, _ = builder.build("onnx", "int8", encoder_scheme="weight_only")
-    add_files(manifest, out, [files["encoder"]], "onnx", "int8")
+    """Re-quantize only the onnx-int8 encoder weight-only and gate again; keeps whichever result passes (else the
+    first, with its dynamic encoder file and manifest entry put back), and records both attempts."""
+    rel = variant["files"]["encoder"]
+    dynamic, entry = out / rel, dict(manifest["files"][rel])
+    aside = dynamic.with_name(f".{dynamic.name}.dynamic")
+    os.replace(dynamic, aside)
+    builder.onnx_int8("encoder", "weight_only")
+    add_files(manifest, out, [rel], "onnx", "int8")
     retried, _ = check(None)
-    if not retried.passed:  # restore the dynamic encoder the first result describes
-        files, _, _ = builder.build("onnx", "int8", encoder_scheme="dynamic")
-        add_files(manifest, out, [files["encoder"]], "onnx", "int8")
+    if not retried.passed:
+        os.replace(aside, dynamic)
+        manifest["files"][rel] = entry
         variant["quantization"]["weight_only_encoder"] = {"wer": retried.wer, "reason": retried.reason}
         return failed
+    aside.unlink()
     variant["quantization"]["encoder"] = "weight_only"
     variant["quantization"]["dynamic_encoder"] = {
         "wer": failed.wer,
