@@ -19,14 +19,15 @@ import torch
 
 from edge_askd_runtime.audio import load_audio
 from edge_askd_runtime.errors import EdgeAskdError
-from edge_askd_runtime.features import log_mel
+from edge_askd_runtime.features import SAMPLE_RATE, log_mel
+from edge_askd_runtime.transcriber import MAX_CHUNK_SAMPLES
 
 if TYPE_CHECKING:
     from edge_askd.data.augment import AugmentConfig
     from edge_askd.distill_config import DistillConfig
 
 # Neither the teacher's window nor the student's positional table goes past 30 s; slowed-down clips are cut.
-MAX_SAMPLES = 30 * 16000
+MAX_SAMPLES = 30 * SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -134,9 +135,6 @@ class ClipConcat:
         return [index, *(int(i) for i in others)], [float(g) for g in gaps]
 
 
-MAX_JOINED_SAMPLES = 28 * 16000
-
-
 class DistillDataset:
     def __init__(
         self,
@@ -169,9 +167,9 @@ class DistillDataset:
         pieces, texts = [self.audio(index)], [self.clips[index].text.strip()]
         length = len(pieces[0])
         for i, gap in zip(indices[1:], gaps, strict=True):
-            pause = np.zeros(int(gap * 16000), dtype=np.float32)
+            pause = np.zeros(int(gap * SAMPLE_RATE), dtype=np.float32)
             part = self.audio(i)
-            if length + len(pause) + len(part) > MAX_JOINED_SAMPLES:
+            if length + len(pause) + len(part) > MAX_CHUNK_SAMPLES:  # the longest chunk the runtime decodes
                 break
             pieces += [pause, part]
             texts.append(self.clips[i].text.strip())

@@ -99,15 +99,32 @@ def build_data(root: Path, synth_train: int, synth_dev: int, eval_clips: int, se
     clean_rows, tel_rows = _absolute_rows(clean), _absolute_rows(tel_dev)
     # Dev during training: clean and telephone interleaved, so the first eval_clips cover both.
     mixed = [r for pair in zip(clean_rows, tel_rows, strict=False) for r in pair] + tel_rows[len(clean_rows) :]
-    return {
-        "train": _write_jsonl(root / "train.jsonl", train_rows),
-        "dev_mixed": _write_jsonl(root / "dev-mixed.jsonl", mixed),
-        "dev_eval": _write_jsonl(root / "dev-eval.jsonl", mixed[:eval_clips]),
-        "clean-en": _write_jsonl(root / "clean-en.jsonl", clean_rows),
-        "telephone-dev": _write_jsonl(root / "telephone-dev.jsonl", tel_rows),
-        "synth-dev": _write_jsonl(root / "synth-dev.jsonl", _absolute_rows(dev_manifest)),
-        "probes": _write_jsonl(root / "probes.jsonl", _absolute_rows(probes)),
+    rows = {
+        "train": train_rows,
+        "dev_mixed": mixed,
+        "dev_eval": mixed[:eval_clips],
+        "clean-en": clean_rows,
+        "telephone-dev": tel_rows,
+        "synth-dev": _absolute_rows(dev_manifest),
+        "probes": _absolute_rows(probes),
     }
+    return {key: _write_jsonl(path, rows[key]) for key, path in data_paths(root).items()}
+
+
+DATA_FILES = {
+    "train": "train.jsonl",
+    "dev_mixed": "dev-mixed.jsonl",
+    "dev_eval": "dev-eval.jsonl",
+    "clean-en": "clean-en.jsonl",
+    "telephone-dev": "telephone-dev.jsonl",
+    "synth-dev": "synth-dev.jsonl",
+    "probes": "probes.jsonl",
+}
+
+
+def data_paths(root: Path) -> dict[str, Path]:
+    """Where build_data(root, ...) writes each manifest."""
+    return {key: root / name for key, name in DATA_FILES.items()}
 
 
 def method_overrides(method: str, preset: ExperimentPreset, data: dict[str, Path], out: Path, threads: int) -> list:

@@ -386,19 +386,14 @@ def _variant_row(v: dict) -> str:
 
 def commands(cfg: QuickstartConfig, pipeline: Pipeline) -> list[str]:
     """The stand-alone commands equivalent to each stage (what a user re-runs or changes by hand)."""
+    from .distill_experiment import data_paths
+
     out = pipeline.root
     distill = pipeline.records.get("distill")
     export = pipeline.records.get("export")
     steps = distill.outputs.get("steps") if distill else "N"
     data_rec = pipeline.records.get("data")
-    manifests = (
-        data_rec.outputs["manifests"]
-        if data_rec
-        else {
-            k: str(out / "data" / f)
-            for k, f in (("train", "train.jsonl"), ("dev_eval", "dev-eval.jsonl"), ("probes", "probes.jsonl"))
-        }
-    )
+    manifests = data_rec.outputs["manifests"] if data_rec else {k: str(p) for k, p in data_paths(out / "data").items()}
     target = export.outputs.get("target") if export else cfg.target
     data = out / "data"
     return [

@@ -351,8 +351,9 @@ def test_augmented_training_is_seeded_and_differs_from_clean(manifests, tmp_path
 
 
 def test_joined_examples_teach_going_on_after_a_pause(manifests, tmp_path):
-    from edge_askd.distill_data import MAX_JOINED_SAMPLES, ClipConcat
+    from edge_askd.distill_data import ClipConcat
     from edge_askd.trainer import Trainer
+    from edge_askd_runtime.transcriber import MAX_CHUNK_SAMPLES
 
     trainer = Trainer(_cfg(manifests, tmp_path / "join", method="ce", concat_p=1.0, concat_max=3))
     data = trainer.train_set
@@ -367,7 +368,7 @@ def test_joined_examples_teach_going_on_after_a_pause(manifests, tmp_path):
         prefixes = [indices[:k] for k in range(1, len(indices) + 1)]
         kept = next(p for p in prefixes if text == " ".join(data.clips[i].text.strip() for i in p))
         expected = sum(len(data.audio(i)) for i in kept) + sum(int(g * 16000) for g in gaps[: len(kept) - 1])
-        assert len(audio) == expected <= MAX_JOINED_SAMPLES
+        assert len(audio) == expected <= MAX_CHUNK_SAMPLES
         # The labels are the joined text: the loss asks for every part, not just the first.
         assert data.example(index, 0)["labels"].shape[0] > data.example(index)["labels"].shape[0]
     assert any(data.concat.plan(i, 0, n) != data.concat.plan(i, 1, n) for i in range(n))  # new joins each epoch
