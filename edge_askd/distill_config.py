@@ -17,8 +17,11 @@ from pathlib import Path
 import tomllib
 
 from edge_askd_runtime.errors import EdgeAskdError
+from edge_askd_runtime.features import MAX_TAIL_FRAMES
 
 from .schedules import ScheduleConfig
+
+DEFAULT_TAIL_FRAMES = 32
 
 METHODS = ("ce", "static_kd", "askd_decay", "askd")
 
@@ -26,7 +29,10 @@ METHODS = ("ce", "static_kd", "askd_decay", "askd")
 @dataclass
 class DistillConfig:
     # model
-    student: str = "tiny-e2d1"  # preset name (student.PRESETS) or TEACHER:ENC:DEC
+    student: str = "base-dyn"  # preset name (student.PRESETS) or TEACHER:ENC:DEC
+    # Encoder frames of silence after the audio (runtime features.with_tail), stored in the student's config.json
+    # and the export manifest; chosen by measurement (docs/tail-margin.md).
+    tail_frames: int = DEFAULT_TAIL_FRAMES
     freeze_encoder: bool = False
     language: str = "en"
     # method (baselines): ce | static_kd | askd_decay | askd
@@ -36,7 +42,10 @@ class DistillConfig:
     target_field: str = "text"  # manifest key used as the CE target, e.g. a teacher pseudo-label column
     dev_manifest: str = ""
     probe_manifest: str = ""
-    max_duration: float = 30.0
+    max_duration: float = 28.0  # the runtime's longest chunk (transcriber.MAX_CHUNK_SAMPLES)
+    # Targets in the teacher's style (capital first letter, final punctuation, single spaces), so CE and KD agree
+    # on the first token and on where the sentence stops (edge_askd.distill_data.teacher_style).
+    teacher_style: bool = True
     output_dir: str = "runs/distill"
     # on-the-fly augmentation of training clips (distill_data.ClipAugment); student and live teacher hear the
     # same augmented audio, drawn from (seed, epoch, clip index) so a resumed run replays it exactly
@@ -47,8 +56,8 @@ class DistillConfig:
     augment_p_reverb: float = 0.3  # share of clips in a simulated room (pyroomacoustics); 0 turns rooms off
     # Joining clips with pauses (distill_data.ClipConcat): single-utterance training clips teach a student to end
     # at the first pause; a share of examples made of 2..concat_max clips teaches it to go on after one.
-    concat_p: float = 0.0
-    concat_max: int = 3
+    concat_p: float = 0.5
+    concat_max: int = 6  # clips per joined example (up to the runtime's 28 s chunk)
     concat_gap_s: float = 1.2  # pauses are drawn from [0.2, concat_gap_s] s
     # optimisation (defaults: Distil-Whisper Table 15 where it applies)
     seed: int = 0
@@ -67,7 +76,15 @@ class DistillConfig:
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
     # distillation (ScheduleConfig fields; see schedules.py)
-    temperature: float = 2.0
+    temperature: float = 1.0
+    # FUTO's audio-context loss inside the teacher term: MSE between the student's and the (30 s window)
+    # teacher's decoder hidden states, layer by layer (layers mapped through edge_askd_layers)
+    hidden_weight: float = 1.0
+    # Examples whose teacher-forced teacher argmax matches fewer than this share of the reference tokens keep CE
+    # but drop the teacher terms: the teacher is wrong there (e.g. base on espeak-ng speech) and KD would teach it
+    kd_min_teacher_acc: float = 0.5
+    kd_epsilon: float = 1e-3  # below this teacher weight the teacher is not run at all
+    teacher_precision: str = "auto"  # auto (bf16 where the CPU/GPU has it and it keeps the tokens) | fp32 | bf16
     ce_weight: float = 0.8  # Distil-Whisper's script weights CE 0.8, KL 1.0; method "ce" always uses 1.0
     lambda_schedule: str = "cosine"
     lambda0: float = 1.0
@@ -132,8 +149,17 @@ class DistillConfig:
                 f"{where}: concat_p builds new examples every epoch, which a teacher_cache cannot hold; "
                 "use the live teacher (teacher_cache='') or concat_p=0"
             )
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise EdgeAskdError(f"{where}: precision {self.precision!r} is not auto, fp32 or bf16")
+        for name in ("precision", "teacher_precision"):
+            if getattr(self, name) not in ("auto", "fp32", "bf16"):
+                raise EdgeAskdError(f"{where}: {name} {getattr(self, name)!r} is not auto, fp32 or bf16")
+        if not 0 <= self.tail_frames <= MAX_TAIL_FRAMES:
+            raise EdgeAskdError(f"{where}: tail_frames {self.tail_frames} must be within [0, {MAX_TAIL_FRAMES}]")
+        if self.max_duration > 28.0:
+            raise EdgeAskdError(f"{where}: max_duration {self.max_duration} s is over the runtime's 28 s chunk")
+        if self.hidden_weight > 0 and self.teacher_cache:
+            raise EdgeAskdError(
+                f"{where}: the teacher_cache holds top-k log-probs, not hidden states; set hidden_weight=0 with it"
+            )
         if self.temperature <= 0 or self.self_kd_temperature <= 0:
             raise EdgeAskdError(f"{where}: temperatures must be > 0")
         if self.schedule_config().lambda_schedule == "adaptive" and not (self.dev_manifest and self.eval_every):

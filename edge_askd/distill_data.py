@@ -10,7 +10,9 @@ checkpoint needs to resume the exact data order. Augmentation (`ClipAugment`) is
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,8 +28,26 @@ if TYPE_CHECKING:
     from edge_askd.data.augment import AugmentConfig
     from edge_askd.distill_config import DistillConfig
 
-# Neither the teacher's window nor the student's positional table goes past 30 s; slowed-down clips are cut.
-MAX_SAMPLES = 30 * SAMPLE_RATE
+# The longest example: the runtime's chunk, so the student never trains on an input it will not see, and the tail
+# margin still fits the 30 s positional table.
+MAX_SAMPLES = MAX_CHUNK_SAMPLES
+_FINAL_PUNCTUATION = tuple(".?!\"')…")
+
+
+def teacher_style(text: str) -> str:
+    """A reference in the style Whisper transcribes in: single spaces, a capital first letter, final punctuation.
+
+    Synthetic sentences and some real prompts are lower-case without a period; the teacher's distribution says
+    " The" and ends with "." before EOT, so an unstyled target makes CE and KD disagree on the first token and on
+    the stop."""
+    text = " ".join(text.split())
+    if not text:
+        return text
+    if text[0].islower():
+        text = text[0].upper() + text[1:]
+    if not text.endswith(_FINAL_PUNCTUATION):
+        text = re.sub(r"[,;:]+$", "", text) + "."
+    return text
 
 
 @dataclass(frozen=True)
@@ -39,11 +59,15 @@ class Clip:
 
 
 def read_clips(
-    manifest: str | Path, max_duration: float = 30.0, allow_empty_text: bool = False, text_field: str = "text"
+    manifest: str | Path,
+    max_duration: float = 28.0,
+    allow_empty_text: bool = False,
+    text_field: str = "text",
+    style: bool = False,
 ) -> list[Clip]:
-    """The one place that reads manifests (swap the reader here). Clips over `max_duration` are skipped because
-    neither the teacher's window nor the student's positional table goes past 30 s. `text_field` picks another
-    column (e.g. teacher pseudo-labels) as the target."""
+    """The one place that reads manifests (swap the reader here). Clips over `max_duration` are skipped (the
+    runtime's chunk is 28 s). `text_field` picks another column (e.g. teacher pseudo-labels) as the target;
+    `style` rewrites texts with `teacher_style`."""
     from edge_askd.data.manifest import read_manifest
 
     entries = read_manifest(manifest)
@@ -55,6 +79,7 @@ def read_clips(
                 'add it or set target_field = "text"'
             )
     texts = [e.text if text_field == "text" else e.extra[text_field] for e in entries]
+    texts = [teacher_style(t) if style else " ".join(t.split()) for t in texts]
     clips = [
         Clip(e.audio_path(manifest), text, e.duration, e.source)
         for e, text in zip(entries, texts, strict=True)
@@ -76,8 +101,9 @@ class TargetBuilder:
         self.max_text = max_positions - len(prompt)
 
     def __call__(self, text: str) -> tuple[list[int], list[int], list[int]]:
-        # Whisper transcripts start with a space token: " And so my fellow..."
-        ids = self.tokenizer(" " + text.strip(), add_special_tokens=False).input_ids[: self.max_text]
+        # Whisper transcripts start with a space token: " And so my fellow..."; runs of spaces would become a lone
+        # space token the teacher never emits.
+        ids = self.tokenizer(" " + " ".join(text.split()), add_special_tokens=False).input_ids[: self.max_text]
         seq = self.prompt + ids + [self.eot]
         dec_in, labels = seq[:-1], seq[1:]
         mask = [0] * (len(self.prompt) - 1) + [1] * (len(ids) + 1)
@@ -111,12 +137,16 @@ class ClipAugment:
         rng = np.random.default_rng([self.seed % 2**64, epoch, index])
         if rng.random() >= self.p:
             return audio
-        return augment(audio, rng, self.config, self.noises)[:MAX_SAMPLES]
+        # Slowing a long example down would push its last words past the limit while they stay in the target.
+        speeds = tuple(s for s in self.config.speeds if len(audio) / s <= MAX_SAMPLES)
+        config = replace(self.config, speeds=speeds) if speeds else replace(self.config, p_speed=0.0)
+        return augment(audio, rng, config, self.noises)
 
 
 class ClipConcat:
-    """Joins a training clip with 1..max_parts-1 random others, separated by silent pauses, into one example of at
-    most 28 s, seeded by (seed, epoch, clip index) like ClipAugment so a resumed run replays it exactly."""
+    """Joins a training clip with 1..max_parts-1 random other clips (never itself, none twice), separated by
+    silent pauses, into one example of at most 28 s, seeded by (seed, epoch, clip index) like ClipAugment so a
+    resumed run replays it exactly."""
 
     def __init__(self, seed: int, p: float, max_parts: int = 3, max_gap_s: float = 1.2) -> None:
         self.seed, self.p, self.max_parts, self.max_gap_s = seed, p, max_parts, max_gap_s
@@ -130,7 +160,8 @@ class ClipConcat:
         rng = np.random.default_rng([self.seed % 2**64, epoch, index, 1])  # 1: a stream apart from ClipAugment's
         if n_clips < 2 or rng.random() >= self.p:
             return [index], []
-        others = rng.choice(np.delete(np.arange(n_clips), index), size=int(rng.integers(1, self.max_parts)))
+        size = min(int(rng.integers(1, self.max_parts)), n_clips - 1)
+        others = rng.choice(np.delete(np.arange(n_clips), index), size=size, replace=False)
         gaps = rng.uniform(0.2, self.max_gap_s, size=len(others))
         return [index, *(int(i) for i in others)], [float(g) for g in gaps]
 
@@ -143,8 +174,9 @@ class DistillDataset:
         cache_audio: bool = True,
         augment: ClipAugment | None = None,
         concat: ClipConcat | None = None,
+        tail_frames: int = 0,
     ) -> None:
-        self.clips, self.targets = clips, targets
+        self.clips, self.targets, self.tail_frames = clips, targets, tail_frames
         self._audio: dict[int, np.ndarray] = {}
         self.cache_audio = cache_audio
         self.augment = augment  # applied only by example(index, epoch): dev, probes and the teacher cache stay clean
@@ -161,20 +193,37 @@ class DistillDataset:
             self._audio[index] = audio
         return audio
 
-    def joined(self, index: int, epoch: int) -> tuple[np.ndarray, str]:
-        """The example ClipConcat plans for (index, epoch): audio and text; parts that would pass 28 s are left out."""
+    def parts(self, index: int, epoch: int) -> tuple[list[int], list[float]]:
+        """The clips and pauses of example (index, epoch), decided from the manifest's durations (so the batcher
+        knows every example's length without loading audio); parts that would pass 28 s are left out."""
+        if self.concat is None:
+            return [index], []
         indices, gaps = self.concat.plan(index, epoch, len(self))
-        pieces, texts = [self.audio(index)], [self.clips[index].text.strip()]
-        length = len(pieces[0])
+        length = self.clips[index].duration
+        for n, (i, gap) in enumerate(zip(indices[1:], gaps, strict=True)):
+            if length + gap + self.clips[i].duration > MAX_SAMPLES / SAMPLE_RATE:
+                return indices[: n + 1], gaps[:n]
+            length += gap + self.clips[i].duration
+        return indices, gaps
+
+    def durations(self, epoch: int) -> list[float]:
+        """Every example's length in seconds in this epoch (joined examples: parts plus pauses), for bucketing."""
+        if self.concat is None:
+            return [c.duration for c in self.clips]
+        out = []
+        for index in range(len(self)):
+            indices, gaps = self.parts(index, epoch)
+            out.append(sum(self.clips[i].duration for i in indices) + sum(gaps))
+        return out
+
+    def joined(self, index: int, epoch: int) -> tuple[np.ndarray, str]:
+        """The example ClipConcat plans for (index, epoch): audio and text."""
+        indices, gaps = self.parts(index, epoch)
+        pieces, texts = [self.audio(index)], [self.clips[index].text]
         for i, gap in zip(indices[1:], gaps, strict=True):
-            pause = np.zeros(int(gap * SAMPLE_RATE), dtype=np.float32)
-            part = self.audio(i)
-            if length + len(pause) + len(part) > MAX_CHUNK_SAMPLES:  # the longest chunk the runtime decodes
-                break
-            pieces += [pause, part]
-            texts.append(self.clips[i].text.strip())
-            length += len(pause) + len(part)
-        return np.concatenate(pieces), " ".join(texts)
+            pieces += [np.zeros(int(gap * SAMPLE_RATE), dtype=np.float32), self.audio(i)]
+            texts.append(self.clips[i].text)
+        return np.concatenate(pieces)[:MAX_SAMPLES], " ".join(texts)
 
     def __getitem__(self, index: int) -> dict:
         return self.example(index)
@@ -190,7 +239,8 @@ class DistillDataset:
         dec_in, labels, mask = self.targets(text)
         return {
             "index": index,
-            "student_mel": torch.from_numpy(log_mel(audio, pad_to_30s=False)),
+            "student_mel": torch.from_numpy(log_mel(audio, pad_to_30s=False, tail_frames=self.tail_frames)),
+            "audio_seconds": len(audio) / SAMPLE_RATE,
             "teacher_mel": torch.from_numpy(log_mel(audio, pad_to_30s=True)),
             "dec_in": torch.tensor(dec_in),
             "labels": torch.tensor(labels),
@@ -213,6 +263,7 @@ def collate(items: list[dict], pad_id: int) -> dict:
         dec_in[i, :k], labels[i, :k], mask[i, :k] = it["dec_in"], it["labels"], it["mask"]
     return {
         "index": torch.tensor([it["index"] for it in items]),
+        "audio_seconds": torch.tensor([it["audio_seconds"] for it in items]),
         "student_mel": mel,
         "frames": frames,
         "teacher_mel": torch.stack([it["teacher_mel"] for it in items]),
@@ -248,19 +299,30 @@ class DataPosition:
 
 
 class BatchStream:
-    """Endless, resumable stream of index batches; with `world` processes each takes every world-th batch."""
+    """Endless, resumable stream of index batches; with `world` processes each takes every world-th batch.
+
+    durations: each example's length, or a function epoch -> lengths when examples change per epoch (joined
+    clips): buckets must sort on the length the student sees, not the first clip's."""
 
     def __init__(
-        self, durations: list[float], batch_size: int, bucket_batches: int, seed: int, rank: int = 0, world: int = 1
+        self,
+        durations: list[float] | Callable[[int], list[float]],
+        batch_size: int,
+        bucket_batches: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
-        self.durations, self.batch_size, self.bucket_batches, self.seed = durations, batch_size, bucket_batches, seed
+        self.durations_for = durations if callable(durations) else (lambda epoch, d=list(durations): d)
+        self.batch_size, self.bucket_batches, self.seed = batch_size, bucket_batches, seed
         self.rank, self.world = rank, world
         self.position = DataPosition()
         self._cache: tuple[int, list[list[int]]] | None = None
 
     def _epoch(self, epoch: int) -> list[list[int]]:
         if self._cache is None or self._cache[0] != epoch:
-            self._cache = (epoch, epoch_batches(self.durations, self.batch_size, self.bucket_batches, self.seed, epoch))
+            durations = self.durations_for(epoch)
+            self._cache = (epoch, epoch_batches(durations, self.batch_size, self.bucket_batches, self.seed, epoch))
         return self._cache[1]
 
     @property
@@ -273,7 +335,7 @@ class BatchStream:
             self.position = DataPosition(self.position.epoch + 1, 0)
             batches = self._epoch(self.position.epoch)
         if self.world > len(batches):
-            raise EdgeAskdError(f"{len(self.durations)} clips make fewer batches than the {self.world} processes")
+            raise EdgeAskdError(f"{len(batches)} batches are fewer than the {self.world} processes; add clips")
         out = batches[self.position.batch + self.rank]
         self.position = DataPosition(self.position.epoch, self.position.batch + self.world)
         return out

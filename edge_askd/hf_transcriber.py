@@ -38,6 +38,8 @@ class HFTranscriber:
         import torch
         from transformers import AutoTokenizer, WhisperForConditionalGeneration
 
+        from .student import is_unpadded, tail_frames
+
         if threads:
             torch.set_num_threads(threads)
         start = time.perf_counter()
@@ -46,7 +48,8 @@ class HFTranscriber:
         self.tokenizer = AutoTokenizer.from_pretrained(self.checkpoint)
         self.language = language if self.model.generation_config.is_multilingual else None
         # Distilled students (edge_askd.student) take the unpadded mel through the length-aware encoder.
-        self.unpadded = getattr(self.model.config, "edge_askd_input", None) == "unpadded"
+        self.unpadded = is_unpadded(self.model.config)
+        self.tail_frames = tail_frames(self.model.config)
         self.load_seconds = time.perf_counter() - start
 
     def generate_kwargs(self) -> dict:
@@ -73,7 +76,7 @@ class HFTranscriber:
         for piece in speech_chunks(samples):
             f0 = time.perf_counter()
             chunk = piece.audio
-            mel = torch.from_numpy(log_mel(chunk, pad_to_30s=not self.unpadded))
+            mel = torch.from_numpy(log_mel(chunk, pad_to_30s=not self.unpadded, tail_frames=self.tail_frames))
             features_s += time.perf_counter() - f0
             if self.unpadded:
                 from .student import greedy_decode

@@ -70,22 +70,47 @@ def encode(encoder: nn.Module, mel: torch.Tensor, frame_lengths: torch.Tensor | 
     return EncoderOutput(encoder.layer_norm(x), lengths, key_mask)
 
 
-def decode_logits(model: nn.Module, decoder_input_ids: torch.Tensor, enc: EncoderOutput) -> torch.Tensor:
-    """Teacher-forced decoder logits [B, L, V] over a length-proportional encoder output (no KV cache).
+@dataclass
+class DecoderOutput:
+    logits: torch.Tensor  # [B, L, V]
+    hidden: list[torch.Tensor]  # one [B, L, D] per decoder layer; the last one after the final layer norm
 
-    Causal self-attention only: right-padded label positions never influence earlier positions, so a
-    per-token loss mask is all that label padding needs.
+
+def causal_mask(length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """[1, 1, L, L] additive mask: position i attends to positions <= i. Passed explicitly so causality does not
+    depend on which attention kernel transformers picks (SDPA infers it only when no mask is given)."""
+    blocked = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+    return torch.zeros(length, length, dtype=dtype, device=device).masked_fill(blocked, torch.finfo(dtype).min)[
+        None, None
+    ]
+
+
+def decode(model: nn.Module, decoder_input_ids: torch.Tensor, enc: EncoderOutput) -> DecoderOutput:
+    """Teacher-forced decoder pass over a length-proportional encoder output (no KV cache): logits and every
+    layer's hidden states (the targets of FUTO's audio-context loss).
+
+    Right-padded label positions never influence earlier positions (causal mask), so a per-token loss mask is
+    all that label padding needs.
     """
     decoder = model.model.decoder
     length = decoder_input_ids.shape[1]
     positions = decoder.embed_positions.weight[:length]
     x = decoder.embed_tokens(decoder_input_ids) + positions[None].to(enc.hidden.dtype)
+    mask = causal_mask(length, x.dtype, x.device)
+    hidden = []
     for layer in decoder.layers:
         x = layer(
             x,
-            attention_mask=None,
+            attention_mask=mask,
             encoder_hidden_states=enc.hidden,
             encoder_attention_mask=enc.key_mask,
             use_cache=False,
         )
-    return model.proj_out(decoder.layer_norm(x))
+        hidden.append(x)
+    hidden[-1] = decoder.layer_norm(x)
+    return DecoderOutput(model.proj_out(hidden[-1]), hidden)
+
+
+def decode_logits(model: nn.Module, decoder_input_ids: torch.Tensor, enc: EncoderOutput) -> torch.Tensor:
+    """Teacher-forced decoder logits [B, L, V] (see `decode`)."""
+    return decode(model, decoder_input_ids, enc).logits

@@ -6,7 +6,11 @@ Provenance:
   * Top-k + rest-bucket KD from cached teacher log-probs: our choice (so ablations need not re-run the teacher).
   * Self-KD against an EMA / snapshot of the student: the ASKD abstract says "a self-knowledge-distillation
     phase acts as a regulariser" but not how; the KL form with a rising weight is our reading of PS-KD.
-  * `combine`: the weighting L = w_ce * (1 - beta) * CE + lambda * KD + beta * SelfKD is ours (see schedules.py).
+  * Hidden-state MSE between the student's decoder layers (unpadded input) and the teacher's (30 s window):
+    FUTO's audio-context fine-tune (futo-org/whisper-acft), which uses it alone; here it sits inside the teacher
+    term, so it decays with lambda(t).
+  * `combine`: the weighting L = w_ce * (1 - beta) * CE + lambda * (KD + w_h * Hidden) + beta * SelfKD is ours
+    (see schedules.py).
 """
 
 from __future__ import annotations
@@ -40,6 +44,21 @@ def kd_loss(
     t_logp = F.log_softmax(teacher_logits.float() / t, dim=-1)
     per_token = (t_logp.exp() * (t_logp - s_logp)).sum(-1)
     return _masked_mean(per_token, mask) * t * t
+
+
+def hidden_mse_loss(
+    student_hidden: list[torch.Tensor],
+    teacher_hidden: list[torch.Tensor],
+    layer_map: list[int],
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """Mean over student decoder layers of the masked per-token MSE to the teacher layer it was copied from
+    (`layer_map[i]` = teacher layer of student layer i; the last layers are compared after the final norm)."""
+    per_layer = []
+    for i, t in enumerate(layer_map):
+        diff = student_hidden[i].float() - teacher_hidden[t].float()
+        per_layer.append(_masked_mean(diff.pow(2).mean(-1), mask))
+    return torch.stack(per_layer).mean()
 
 
 @dataclass
@@ -88,6 +107,7 @@ class LossTerms:
     ce: torch.Tensor
     kd: torch.Tensor
     self_kd: torch.Tensor
+    hidden: torch.Tensor
 
 
 def combine(
@@ -97,17 +117,20 @@ def combine(
     lam: float,
     beta: float,
     ce_weight: float = 1.0,
+    hidden: torch.Tensor | None = None,
+    hidden_weight: float = 1.0,
 ) -> LossTerms:
-    """L = ce_weight * (1 - beta) * CE + lam * KD + beta * SelfKD.
+    """L = ce_weight * (1 - beta) * CE + lam * (KD + hidden_weight * Hidden) + beta * SelfKD.
 
     The (1 - beta) on CE is PS-KD's target mixing ((1 - a) * one-hot + a * p_prev, whose CE equals
     (1 - a) * CE + a * KL up to a constant); the teacher term stays additive, as in Distil-Whisper."""
     zero = ce.new_zeros(())
     kd = zero if kd is None else kd
     self_kd = zero if self_kd is None else self_kd
+    hidden = zero if hidden is None else hidden
     total = ce_weight * (1.0 - beta) * ce
     if lam:
-        total = total + lam * kd
+        total = total + lam * (kd + hidden_weight * hidden)
     if beta:
         total = total + beta * self_kd
-    return LossTerms(total, ce.detach(), kd.detach(), self_kd.detach())
+    return LossTerms(total, ce.detach(), kd.detach(), self_kd.detach(), hidden.detach())

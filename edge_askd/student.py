@@ -21,6 +21,7 @@ from edge_askd_runtime.errors import EdgeAskdError
 
 UNPADDED = "unpadded"
 INPUT_KEY = "edge_askd_input"
+TAIL_KEY = "edge_askd_tail_frames"  # the tail margin in encoder frames (edge_askd_runtime.features.with_tail)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,12 @@ class StudentPreset:
 
 
 PRESETS: dict[str, StudentPreset] = {
+    # Full-depth copies on the unpadded mel (the default): all of the speed-up from dropping the 30 s window,
+    # none of the accuracy lost by cutting layers; they start as the teacher and only have to learn the context.
+    "base-dyn": StudentPreset("base", 6, 6, "the base teacher on the unpadded mel (default)"),
+    "tiny.en-dyn": StudentPreset("tiny.en", 4, 4, "the tiny.en teacher on the unpadded mel"),
+    # Shallower decoders: they start far from the teacher (a 2-layer decoder's dev CE is ~ln(51865) at step 0)
+    # and need GPU-scale data and steps (Distil-Whisper: >= 1k h, >= 50k steps).
     # base: 6 encoder / 6 decoder layers, d_model 512.
     "base-e6d2": StudentPreset("base", 6, 2, "full encoder, Distil-Whisper-style 2-layer decoder"),
     "base-e4d2": StudentPreset("base", 4, 2, "shrunk encoder for CPU boards"),
@@ -67,8 +74,10 @@ def freeze_positional_tables(model: nn.Module) -> None:
     model.model.encoder.embed_positions.weight.requires_grad_(False)
 
 
-def build_student(teacher: nn.Module, encoder_layers: int, decoder_layers: int) -> nn.Module:
-    """A `WhisperForConditionalGeneration` with copied teacher layers; float32, train-ready."""
+def build_student(teacher: nn.Module, encoder_layers: int, decoder_layers: int, tail_frames: int = 0) -> nn.Module:
+    """A `WhisperForConditionalGeneration` with copied teacher layers; float32, train-ready.
+
+    tail_frames: the tail margin it is trained with, stored in its config for export and the runtimes."""
     from transformers import WhisperForConditionalGeneration
 
     tcfg = teacher.config
@@ -78,6 +87,7 @@ def build_student(teacher: nn.Module, encoder_layers: int, decoder_layers: int) 
     cfg.encoder_layers, cfg.decoder_layers = encoder_layers, decoder_layers
     cfg.num_hidden_layers = encoder_layers
     setattr(cfg, INPUT_KEY, UNPADDED)
+    setattr(cfg, TAIL_KEY, int(tail_frames))
     cfg.edge_askd_layers = {"encoder": enc_ids, "decoder": dec_ids}
     student = WhisperForConditionalGeneration(cfg).to(torch.float32)
     src = teacher.state_dict()
@@ -109,11 +119,11 @@ def load_teacher(name: str) -> tuple[nn.Module, Path]:
     return model, path
 
 
-def student_from_preset(name: str) -> tuple[nn.Module, nn.Module, Path]:
+def student_from_preset(name: str, tail_frames: int = 0) -> tuple[nn.Module, nn.Module, Path]:
     """(student, teacher, teacher checkpoint dir) for a preset or `TEACHER:ENC:DEC` spec."""
     preset = resolve_preset(name)
     teacher, path = load_teacher(preset.teacher)
-    return build_student(teacher, preset.encoder_layers, preset.decoder_layers), teacher, path
+    return build_student(teacher, preset.encoder_layers, preset.decoder_layers, tail_frames), teacher, path
 
 
 @dataclass
@@ -165,6 +175,11 @@ def save_student(model: nn.Module, out_dir: str | Path, teacher_dir: str | Path)
 
 def is_unpadded(config) -> bool:
     return getattr(config, INPUT_KEY, None) == UNPADDED
+
+
+def tail_frames(config) -> int:
+    """The tail margin a student was trained with (0 for teachers and students from before the margin)."""
+    return int(getattr(config, TAIL_KEY, 0) or 0) if is_unpadded(config) else 0
 
 
 def prompt_ids(generation_config, language: str | None = "en") -> list[int]:

@@ -35,8 +35,8 @@ from edge_askd_runtime.errors import EdgeAskdError
 
 from .distill_config import DistillConfig, add_distill_parser, load_config
 from .distill_data import BatchStream, ClipAugment, ClipConcat, DistillDataset, TargetBuilder, collate, read_clips
-from .length_aware import decode_logits, encode
-from .losses import TopK, ce_loss, combine, kd_loss, teacher_topk, topk_kd_loss
+from .length_aware import decode, encode
+from .losses import TopK, ce_loss, combine, hidden_mse_loss, kd_loss, teacher_topk, topk_kd_loss
 from .schedules import Schedules
 from .student import (
     build_student,
@@ -49,13 +49,19 @@ from .student import (
     save_student,
 )
 
-LOG_FIELDS = ["step", "epoch", "loss", "ce", "kd", "self_kd", "lambda", "beta", "lr", "grad_norm", "sec_per_step"]
+LOG_FIELDS = [
+    "step", "epoch", "loss", "ce", "kd", "hidden", "self_kd", "lambda", "beta", "lr", "grad_norm", "kd_kept",
+    "audio_seconds", "sec_per_step", "sec_per_audio_second",
+]  # fmt: skip
 # Settings that do not change the optimisation path, so a resumed run may differ in them.
 RESUME_MAY_CHANGE = {
     "max_steps", "eval_every", "eval_max_clips", "dev_manifest", "probe_manifest", "checkpoint_every",
     "keep_checkpoints", "log_every", "progress", "threads",
 }  # fmt: skip
-EVAL_FIELDS = ["step", "lambda", "dev_wer", "dev_ce", "probe_hallucination_rate", "probe_clips", "dev_clips"]
+EVAL_FIELDS = [
+    "step", "lambda", "dev_wer", "dev_ce", "dev_repeat_rate", "probe_hallucination_rate", "probe_clips", "dev_clips",
+    "ema_dev_wer", "kept",
+]  # fmt: skip
 
 
 class StudentForward(nn.Module):
@@ -65,9 +71,11 @@ class StudentForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, mel: torch.Tensor, frames: torch.Tensor, dec_in: torch.Tensor) -> torch.Tensor:
-        enc = encode(self.model.model.encoder, mel, frames)
-        return decode_logits(self.model, dec_in, enc)
+    def forward(
+        self, mel: torch.Tensor, frames: torch.Tensor, dec_in: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        out = decode(self.model, dec_in, encode(self.model.model.encoder, mel, frames))
+        return out.logits, out.hidden
 
 
 # --- helpers --------------------------------------------------------------------------------------------------
@@ -115,6 +123,31 @@ def lr_lambda(cfg: DistillConfig):
     return f
 
 
+def teacher_agreement(argmax: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B] share of each example's loss positions where the teacher's teacher-forced argmax is the reference."""
+    hits = ((argmax == labels) & mask.bool()).sum(-1).float()
+    return hits / mask.sum(-1).clamp_min(1).float()
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 matrix units (AVX512-BF16 / AMX) on this x86 CPU; elsewhere autocast bf16 is emulated and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _numeric(value: str) -> object:
+    """A CSV cell back as the int/float it was logged as (a resumed, finished run reports numbers, not text)."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
 def hallucinated(reference: str, hypothesis: str) -> bool:
     """Our probe criterion: output on a clip whose reference is empty (silence, noise, music), or output more than
     twice (+2 words) the reference, or one 3-gram repeated 3+ times (a decoding loop)."""
@@ -148,19 +181,33 @@ class TeacherCache:
 
     @classmethod
     def build(
-        cls, teacher: nn.Module, dataset: DistillDataset, k: int, temperature: float, batch_size: int, log=print
+        cls,
+        teacher: nn.Module,
+        dataset: DistillDataset,
+        k: int,
+        temperature: float,
+        batch_size: int,
+        log=print,
+        device: torch.device | None = None,
     ) -> TeacherCache:
+        """Runs the teacher on `device` (the training device: a GPU run builds its cache on the GPU)."""
         entries: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         pad = teacher.generation_config.eos_token_id
+        device = device or torch.device("cpu")
+        teacher = teacher.to(device)
         t0 = time.perf_counter()
         for start in range(0, len(dataset), batch_size):
             batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))], pad)
             with torch.inference_mode():
-                logits = teacher(input_features=batch["teacher_mel"], decoder_input_ids=batch["dec_in"]).logits
+                enc = encode(teacher.model.encoder, batch["teacher_mel"].to(device))
+                logits = decode(teacher, batch["dec_in"].to(device), enc).logits
             top = teacher_topk(logits, k, temperature)
             for row, index in enumerate(batch["index"].tolist()):
-                keep = batch["mask"][row].bool()
-                entries[index] = (top.logprobs[row][keep].clone(), top.ids[row][keep].to(torch.int32).clone())
+                keep = batch["mask"][row].bool().to(device)
+                entries[index] = (
+                    top.logprobs[row][keep].cpu().clone(),
+                    top.ids[row][keep].to(torch.int32).cpu().clone(),
+                )
         log(f"teacher cache: {len(entries)} clips, top-{k}, {time.perf_counter() - t0:.1f} s")
         return cls(entries, k, temperature)
 
@@ -223,7 +270,9 @@ class Trainer:
         preset = resolve_preset(cfg.student)
         self.teacher_name = preset.teacher
         teacher, self.teacher_dir = load_teacher(preset.teacher)
-        student = build_student(teacher, preset.encoder_layers, preset.decoder_layers)
+        student = build_student(teacher, preset.encoder_layers, preset.decoder_layers, cfg.tail_frames)
+        # Student decoder layer i was copied from teacher layer layer_map[i]: the hidden-state loss compares those.
+        self.layer_map = list(student.config.edge_askd_layers["decoder"])
         if cfg.freeze_encoder:
             for p in student.model.encoder.parameters():
                 p.requires_grad_(False)
@@ -241,22 +290,28 @@ class Trainer:
         self.pad_id = gen.eos_token_id
         targets = TargetBuilder(tokenizer, self.prompt, gen.eos_token_id, student.config.max_target_positions)
         self.tokenizer = tokenizer
+        style, tail = cfg.teacher_style, cfg.tail_frames
         self.train_set = DistillDataset(
-            read_clips(cfg.train_manifest, cfg.max_duration, text_field=cfg.target_field),
+            read_clips(cfg.train_manifest, cfg.max_duration, text_field=cfg.target_field, style=style),
             targets,
             augment=ClipAugment.from_config(cfg),  # None unless cfg.augment: on-the-fly, seeded per (epoch, clip)
             concat=ClipConcat.from_config(cfg),  # None unless cfg.concat_p > 0
+            tail_frames=tail,
         )
         self.dev_set = (
-            DistillDataset(read_clips(cfg.dev_manifest, cfg.max_duration), targets) if cfg.dev_manifest else None
+            DistillDataset(read_clips(cfg.dev_manifest, cfg.max_duration, style=style), targets, tail_frames=tail)
+            if cfg.dev_manifest
+            else None
         )
         self.probe_set = (
-            DistillDataset(read_clips(cfg.probe_manifest, cfg.max_duration, allow_empty_text=True), targets)
+            DistillDataset(
+                read_clips(cfg.probe_manifest, cfg.max_duration, allow_empty_text=True), targets, tail_frames=tail
+            )
             if cfg.probe_manifest
             else None
         )
         self.stream = BatchStream(
-            [c.duration for c in self.train_set.clips],
+            self.train_set.durations,  # per epoch: joined examples are bucketed on their joined length
             cfg.batch_size,
             cfg.bucket_batches,
             cfg.seed,
@@ -264,6 +319,7 @@ class Trainer:
             self.world,
         )
         self.schedules = Schedules(cfg.schedule_config(), cfg.max_steps)
+        self.adaptive = cfg.schedule_config().lambda_schedule == "adaptive"  # the effective schedule, not the raw key
 
         # Teacher: live, cached top-k, or not at all (CE baseline).
         self.teacher: nn.Module | None = None
@@ -273,14 +329,16 @@ class Trainer:
             self.cache = TeacherCache.load(path, key)
             if self.cache is None:
                 self.cache = TeacherCache.build(
-                    teacher, self.train_set, cfg.teacher_topk, cfg.temperature, cfg.batch_size, self._log
+                    teacher, self.train_set, cfg.teacher_topk, cfg.temperature, cfg.batch_size, self._log, self.device
                 )
                 if self.is_main:
                     self.cache.save(path, key)
-        elif cfg.uses_teacher or cfg.lambda_schedule == "adaptive":
+        elif cfg.uses_teacher:
             self.teacher = teacher.to(self.device)
-        self._teacher_for_eval = teacher  # CPU copy, used once for the adaptive schedule's reference dev CE
+        # Used once, for the adaptive schedule's reference dev CE (moved to the device then).
+        self._teacher_for_eval = teacher if self.adaptive else None
         del teacher
+        self.teacher_autocast = self._teacher_precision()
 
         self.forward = StudentForward(self.student)
         if self.world > 1:
@@ -301,6 +359,37 @@ class Trainer:
         self.snapshot_every = cfg.snapshot_every or max(self.stream.batches_per_epoch // cfg.grad_accum, 1)
         self.step = 0
         self.eval_rows: list[dict] = []
+
+    def _teacher_precision(self):
+        """The live teacher's autocast: bf16 on CUDA and on CPUs with native bf16 when a probe batch keeps >= 99 %
+        of its fp32 teacher-forced argmax tokens (a pure function of weights and data, so a resumed run makes the
+        same choice); fp32 otherwise."""
+        cfg = self.cfg
+        bf16 = lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)  # noqa: E731
+        if self.teacher is None or cfg.teacher_precision == "fp32":
+            return nullcontext
+        if cfg.teacher_precision == "bf16" or self.device.type == "cuda":
+            return bf16
+        if not cpu_has_bf16():
+            return nullcontext
+        n = min(cfg.batch_size, len(self.train_set))
+        batch = self._move(collate([self.train_set[i] for i in range(n)], self.pad_id))
+        timings, argmax = {}, {}
+        for name, ctx in (("fp32", nullcontext), ("bf16", bf16)):
+            t0 = time.perf_counter()
+            with torch.no_grad(), ctx():
+                enc = encode(self.teacher.model.encoder, batch["teacher_mel"])
+                argmax[name] = decode(self.teacher, batch["dec_in"], enc).logits.argmax(-1)
+            timings[name] = time.perf_counter() - t0
+        mask = batch["mask"].bool()
+        agree = float((argmax["fp32"] == argmax["bf16"])[mask].float().mean())
+        use = agree >= 0.99
+        if self.is_main:
+            self._log(
+                f"teacher in bf16: {100 * agree:.1f} % of fp32's tokens, {timings['fp32'] / timings['bf16']:.1f}x "
+                f"its speed on a probe batch -> {'bf16' if use else 'fp32'}"
+            )
+        return bf16 if use else nullcontext
 
     # --- checkpoints --------------------------------------------------------------------------------------------
 
@@ -384,7 +473,7 @@ class Trainer:
             lines = [",".join(fields)] + [",".join(r[k] for k in fields) for r in keep]
             _atomic_write_text(path, "\n".join(lines) + "\n")
             if name == "eval_log.csv":
-                self.eval_rows = keep
+                self.eval_rows = [{k: _numeric(v) for k, v in r.items() if v != ""} for r in keep]
 
     # --- one optimizer step -------------------------------------------------------------------------------------
 
@@ -394,37 +483,37 @@ class Trainer:
     def train_step(self) -> dict:
         cfg, step = self.cfg, self.step
         lam, beta = self.schedules.lam(step), self.schedules.beta(step)
+        use_teacher = cfg.uses_teacher and lam >= cfg.kd_epsilon  # a negligible weight is not worth a teacher pass
         self.student.train()
-        sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "self_kd": 0.0}
+        sums = dict.fromkeys(("loss", "ce", "kd", "hidden", "self_kd", "kd_kept"), 0.0)
+        audio_seconds = 0.0
         for micro in range(cfg.grad_accum):
             indices = self.stream.next()
             epoch = self.stream.position.epoch
             batch = self._move(collate([self.train_set.example(i, epoch) for i in indices], self.pad_id))
+            audio_seconds += float(batch["audio_seconds"].sum())
             last = micro == cfg.grad_accum - 1
             sync = nullcontext() if (last or self.world == 1) else self.forward.no_sync()
             with sync:
                 with self.autocast():
-                    logits = self.forward(batch["student_mel"], batch["frames"], batch["dec_in"])
+                    logits, hidden = self.forward(batch["student_mel"], batch["frames"], batch["dec_in"])
                 ce = ce_loss(logits, batch["labels"], batch["mask"])
-                kd = None
-                if lam > 0 and cfg.uses_teacher:
-                    if self.cache is not None:
-                        kd = topk_kd_loss(logits, self._move_topk(self.cache.topk(batch)), batch["mask"])
-                    else:
-                        with torch.no_grad(), self.autocast():
-                            t_logits = self.teacher(
-                                input_features=batch["teacher_mel"], decoder_input_ids=batch["dec_in"]
-                            ).logits
-                        kd = kd_loss(logits, t_logits, batch["mask"], cfg.temperature)
+                kd = hid = None
+                if use_teacher:
+                    kd, hid, kept = self._teacher_terms(batch, logits, hidden)
+                    sums["kd_kept"] += kept / cfg.grad_accum
                 self_kd = None
                 if beta > 0:
                     with torch.no_grad(), self.autocast():
                         enc = encode(self.self_teacher.model.encoder, batch["student_mel"], batch["frames"])
-                        s_logits = decode_logits(self.self_teacher, batch["dec_in"], enc)
+                        s_logits = decode(self.self_teacher, batch["dec_in"], enc).logits
                     self_kd = kd_loss(logits, s_logits, batch["mask"], cfg.self_kd_temperature)
-                terms = combine(ce, kd, self_kd, lam, beta, cfg.effective_ce_weight)
+                terms = combine(ce, kd, self_kd, lam, beta, cfg.effective_ce_weight, hid, cfg.hidden_weight)
                 (terms.total / cfg.grad_accum).backward()
-            for k, v in (("loss", terms.total), ("ce", terms.ce), ("kd", terms.kd), ("self_kd", terms.self_kd)):
+            for k, v in (
+                ("loss", terms.total), ("ce", terms.ce), ("kd", terms.kd), ("hidden", terms.hidden),
+                ("self_kd", terms.self_kd),
+            ):  # fmt: skip
                 sums[k] += float(v.detach()) / cfg.grad_accum
         params = [p for p in self.student.parameters() if p.requires_grad]
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
@@ -434,7 +523,34 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self._update_self_teacher()
-        return {**sums, "lambda": lam, "beta": beta, "lr": lr, "grad_norm": grad_norm}
+        return {**sums, "lambda": lam, "beta": beta, "lr": lr, "grad_norm": grad_norm, "audio_seconds": audio_seconds}
+
+    def _teacher_terms(
+        self, batch: dict, logits: torch.Tensor, hidden: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+        """(token KD, hidden-state MSE or None, share of examples kept) against the teacher on its 30 s window.
+
+        Examples where the teacher's own teacher-forced argmax matches under `kd_min_teacher_acc` of the reference
+        keep their CE but get no teacher terms: there the teacher is wrong, and KD would teach its error."""
+        cfg, mask = self.cfg, batch["mask"]
+        t_hidden = None
+        if self.cache is not None:
+            top = self._move_topk(self.cache.topk(batch))
+            argmax = top.ids[..., 0]
+        else:
+            with torch.no_grad(), self.teacher_autocast():
+                out = decode(self.teacher, batch["dec_in"], encode(self.teacher.model.encoder, batch["teacher_mel"]))
+            argmax, t_hidden = out.logits.argmax(-1), out.hidden
+        keep = teacher_agreement(argmax, batch["labels"], mask) >= cfg.kd_min_teacher_acc
+        kd_mask = mask * keep[:, None].to(mask.dtype)
+        if self.cache is not None:
+            kd = topk_kd_loss(logits, top, kd_mask)
+        else:
+            kd = kd_loss(logits, out.logits, kd_mask, cfg.temperature)
+        hid = None
+        if t_hidden is not None and cfg.hidden_weight > 0:
+            hid = hidden_mse_loss(hidden, t_hidden, self.layer_map, kd_mask)
+        return kd, hid, float(keep.float().mean())
 
     def _move_topk(self, top: TopK) -> TopK:
         return TopK(top.logprobs.to(self.device), top.ids.to(self.device), top.temperature)
@@ -462,34 +578,45 @@ class Trainer:
         for i in range(self._limit(len(self.dev_set))):
             b = self._move(collate([self.dev_set[i]], self.pad_id))
             if padded:
-                logits = model(input_features=b["teacher_mel"], decoder_input_ids=b["dec_in"]).logits
+                enc = encode(model.model.encoder, b["teacher_mel"])
             else:
-                logits = decode_logits(model, b["dec_in"], encode(model.model.encoder, b["student_mel"], b["frames"]))
+                enc = encode(model.model.encoder, b["student_mel"], b["frames"])
+            logits = decode(model, b["dec_in"], enc).logits
             n = int(b["mask"].sum())
             total += float(ce_loss(logits, b["labels"], b["mask"])) * n
             count += n
         return total / max(count, 1)
 
-    def _transcribe(self, dataset: DistillDataset, i: int) -> str:
+    def _transcribe(self, dataset: DistillDataset, i: int, model: nn.Module | None = None) -> str:
         mel = dataset[i]["student_mel"].to(self.device)
-        ids = greedy_decode(self.student, mel, self.prompt, max_new_tokens=int(12 * dataset.clips[i].duration) + 10)
+        cap = int(12 * dataset.clips[i].duration) + 10
+        ids = greedy_decode(model or self.student, mel, self.prompt, max_new_tokens=cap)
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
-    def evaluate(self) -> dict:
-        from edge_askd_runtime.scoring import wer
+    def dev_wer(self, model: nn.Module) -> tuple[float, float]:
+        """(WER, repeated 4-gram rate) of `model`'s greedy transcripts on the dev clips."""
+        from edge_askd_runtime.scoring import repeated_ngram_rate, wer
 
+        n = self._limit(len(self.dev_set))
+        hyps = [self._transcribe(self.dev_set, i, model) for i in range(n)]
+        return wer([c.text for c in self.dev_set.clips[:n]], hyps), repeated_ngram_rate(hyps)
+
+    def evaluate(self, final: bool = False) -> dict:
+        """Dev WER/CE/repetition and the probe hallucination rate; at the end (`final`) the EMA self-teacher is
+        scored too and `kept` says which weights become the student (the EMA only when its dev WER is lower)."""
         self.student.eval()
         row: dict = {"step": self.step, "lambda": round(self.schedules.lam(self.step), 6)}
         if self.dev_set is not None:
-            n = self._limit(len(self.dev_set))
-            hyps = [self._transcribe(self.dev_set, i) for i in range(n)]
-            row["dev_wer"] = wer([c.text for c in self.dev_set.clips[:n]], hyps)
+            row["dev_wer"], row["dev_repeat_rate"] = self.dev_wer(self.student)
             row["dev_ce"] = self.dev_ce(self.student, padded=False)
-            row["dev_clips"] = n
+            row["dev_clips"] = self._limit(len(self.dev_set))
             teacher_ce = None
-            if self.cfg.lambda_schedule == "adaptive" and self.schedules.adaptive.teacher_dev_ce is None:
-                teacher_ce = self.dev_ce(self._teacher_for_eval, padded=True)
+            if self.adaptive and self.schedules.adaptive.teacher_dev_ce is None:
+                teacher_ce = self.dev_ce(self._teacher_for_eval.to(self.device), padded=True)
             self.schedules.observe_dev(row["dev_ce"], teacher_ce)
+            if final and self.self_teacher is not None and self.cfg.self_kd_teacher == "ema":
+                row["ema_dev_wer"], _ = self.dev_wer(self.self_teacher)
+                row["kept"] = "ema" if row["ema_dev_wer"] < row["dev_wer"] else "student"
         if self.probe_set is not None:
             n = self._limit(len(self.probe_set))
             flags = [hallucinated(self.probe_set.clips[i].text, self._transcribe(self.probe_set, i)) for i in range(n)]
@@ -515,9 +642,9 @@ class Trainer:
     def train(self) -> Path:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
+        self.resume()  # refuses a different config before anything in the run directory is overwritten
         if self.is_main:
             _atomic_write_text(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2))
-        self.resume()
         writer = None
         if self.is_main:
             try:
@@ -535,6 +662,7 @@ class Trainer:
             t0 = time.perf_counter()
             metrics = self.train_step()
             metrics["sec_per_step"] = time.perf_counter() - t0
+            metrics["sec_per_audio_second"] = metrics["sec_per_step"] / max(metrics["audio_seconds"], 1e-9)
             metrics["step"], metrics["epoch"] = self.step, self.stream.position.epoch
             if self.is_main and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
                 self._append_csv("train_log.csv", LOG_FIELDS, {k: _fmt(v) for k, v in metrics.items()})
@@ -544,12 +672,16 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(
-                    loss=f"{metrics['loss']:.3f}", lam=f"{metrics['lambda']:.3f}", beta=f"{metrics['beta']:.2f}"
+                    loss=f"{metrics['loss']:.3f}",
+                    lam=f"{metrics['lambda']:.3f}",
+                    beta=f"{metrics['beta']:.2f}",
+                    s_step=f"{metrics['sec_per_step']:.1f}",
+                    s_per_audio_s=f"{metrics['sec_per_audio_second']:.3f}",
                 )
             done = self.step == cfg.max_steps
             if (cfg.eval_every and self.step % cfg.eval_every == 0) or done:
                 if self.is_main and (self.dev_set is not None or self.probe_set is not None):
-                    row = self.evaluate()
+                    row = self.evaluate(final=done)
                     self.eval_rows.append(row)
                     self._append_csv("eval_log.csv", EVAL_FIELDS, {k: _fmt(v) for k, v in row.items()})
                     if writer is not None:
@@ -569,7 +701,13 @@ class Trainer:
         if self.is_main:
             staging = self.out / ".student-tmp"
             shutil.rmtree(staging, ignore_errors=True)
-            save_student(self.student, staging, self.teacher_dir)
+            kept = self.eval_rows[-1].get("kept") if self.eval_rows else None
+            save_student(self.self_teacher if kept == "ema" else self.student, staging, self.teacher_dir)
+            if kept:
+                self._log(
+                    f"kept the {kept} weights (dev WER: student {self.eval_rows[-1]['dev_wer']:.4f}, "
+                    f"EMA {self.eval_rows[-1]['ema_dev_wer']:.4f})"
+                )
             shutil.rmtree(final, ignore_errors=True)
             os.replace(staging, final)
             self._log(f"student saved to {final} (edge-askd transcribe --model {final} FILE.wav)")

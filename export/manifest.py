@@ -13,13 +13,14 @@ import platform
 import tempfile
 from pathlib import Path
 
+from edge_askd.student import INPUT_KEY, TAIL_KEY
 from edge_askd_runtime.features import HOP_LENGTH, N_FFT, SAMPLE_RATE
 from edge_askd_runtime.transcriber import MANIFEST, MANIFEST_VERSION, sha256_file
 from edge_askd_runtime.versions import installed_versions
 
 from .graphs import GraphDims
 
-INPUT_KEY = "edge_askd_input"  # config.json flag: "padded_30s" (teachers, the default) or "unpadded" (students)
+# config.json's INPUT_KEY: "padded_30s" (teachers, the default) or "unpadded" (students)
 INPUT_CONVENTIONS = ("padded_30s", "unpadded")
 _TOOLS = (
     "torch",
@@ -57,6 +58,11 @@ def input_convention(config: dict) -> str:
     return value
 
 
+def tail_frames(config: dict) -> int:
+    """The tail margin the checkpoint was trained with; 0 for teachers (padded) and students from before it."""
+    return int(config.get(TAIL_KEY, 0)) if input_convention(config) == "unpadded" else 0
+
+
 def base_manifest(checkpoint: Path, target, dims: GraphDims, generation: dict, prompt: list[int]) -> dict:
     config = json.loads((checkpoint / "config.json").read_text())
     language = "en" if generation.get("is_multilingual") else None
@@ -76,6 +82,7 @@ def base_manifest(checkpoint: Path, target, dims: GraphDims, generation: dict, p
         },
         "mel": {
             "input": input_convention(config),
+            "tail_frames": tail_frames(config),
             "n_mels": dims.n_mels,
             "sample_rate": SAMPLE_RATE,
             "n_fft": N_FFT,

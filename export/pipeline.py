@@ -205,7 +205,7 @@ def export_checkpoint(
                 model,
                 clips,
                 settings,
-                lambda audio: model_mel(audio, padded, dims.n_mels, list(key)),
+                lambda audio: model_mel(audio, padded, dims.n_mels, list(key), manifest["mel"]["tail_frames"]),
                 detok,
             )
         return references[key]

@@ -7,6 +7,12 @@ Padding convention (one for teacher, student and runtime):
     (`len(audio) // 160` frames): the student's length-proportional input. Its frames equal the padded
     version's except the last one or two (the STFT's reflect padding at the end and the global max used
     for the dynamic-range floor can differ), so a student never sees 30 s of silence it has to skip.
+  * The tail margin (`tail_frames`): a student's unpadded waveform gets `tail_frames` encoder frames of zeros
+    (320 samples = 20 ms each) appended before the mel. Whisper decides when a sentence is over from what
+    follows the speech; with no silence after it, a model trained on 30 s windows repeats its sentence instead
+    of stopping (whisper.cpp `audio_ctx`, FUTO's audio-context fine-tune keeps >= 32 extra frames). One number,
+    stored in the student's config.json (`edge_askd_tail_frames`) and the export manifest (`mel.tail_frames`),
+    and applied by training, the parity gate, the runtime and the live path through this function only.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ N_FFT = 400
 HOP_LENGTH = 160
 N_SAMPLES_30S = 30 * SAMPLE_RATE
 N_FRAMES_30S = N_SAMPLES_30S // HOP_LENGTH
+ENCODER_FRAME_SAMPLES = 2 * HOP_LENGTH  # conv2 has stride 2: one encoder frame per two mel frames (20 ms)
+MAX_TAIL_FRAMES = 100  # 2 s: with the runtime's 28 s chunks the input stays inside the 30 s positional table
 
 
 def _hz_to_mel_slaney(freq: np.ndarray) -> np.ndarray:
@@ -57,15 +65,26 @@ def _hann_window() -> np.ndarray:
     return np.hanning(N_FFT + 1)[:-1].astype(np.float32)
 
 
-def log_mel(audio: np.ndarray, pad_to_30s: bool = True, n_mels: int = 80) -> np.ndarray:
+def with_tail(audio: np.ndarray, tail_frames: int) -> np.ndarray:
+    """`audio` followed by `tail_frames` encoder frames of zeros, never longer than 30 s (the tail margin)."""
+    if not 0 <= tail_frames <= MAX_TAIL_FRAMES:
+        raise ValueError(f"tail_frames {tail_frames} must be within [0, {MAX_TAIL_FRAMES}]")
+    pad = min(tail_frames * ENCODER_FRAME_SAMPLES, max(N_SAMPLES_30S - len(audio), 0))
+    return np.pad(audio, (0, pad)) if pad else audio
+
+
+def log_mel(audio: np.ndarray, pad_to_30s: bool = True, n_mels: int = 80, tail_frames: int = 0) -> np.ndarray:
     """Whisper log-mel spectrogram of 16 kHz mono audio, shape (n_mels, frames), float32.
 
     pad_to_30s=True: zero-pad (or cut) the waveform to 30 s first -> 3000 frames (the teacher's input).
-    pad_to_30s=False: unpadded -> len(audio) // 160 frames (the student's input).
+    pad_to_30s=False: unpadded plus the tail margin -> (len(audio) + 320 * tail_frames) // 160 frames (the
+    student's input).
     """
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise ValueError(f"log_mel expects mono audio (1-D), got shape {audio.shape}")
+    if not pad_to_30s:
+        audio = with_tail(audio, tail_frames)
     if pad_to_30s:
         if len(audio) >= N_SAMPLES_30S:
             audio = audio[:N_SAMPLES_30S]

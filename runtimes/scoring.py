@@ -34,3 +34,17 @@ def cer(references: list[str], hypotheses: list[str]) -> float:
     pairs = [(normalise(r), normalise(h)) for r, h in zip(references, hypotheses, strict=True)]
     pairs = [(r, h) for r, h in pairs if r.strip()]
     return float(jiwer.cer([r for r, _ in pairs], [h for _, h in pairs])) if pairs else 0.0
+
+
+def repeated_ngram_rate(hypotheses: list[str], n: int = 4) -> float:
+    """Share of a corpus's word n-grams that repeat an earlier n-gram of the same hypothesis (0 = no repetition).
+
+    A decoding loop ("he was not an ill sposed young man he was not an ill sposed...") scores high, a normal
+    sentence near 0; Distil-Whisper reports repeated 5-grams the same way. Normalised words, as WER uses."""
+    repeats = total = 0
+    for hyp in hypotheses:
+        words = normalise(hyp).split()
+        grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+        total += len(grams)
+        repeats += len(grams) - len(set(grams))
+    return repeats / total if total else 0.0

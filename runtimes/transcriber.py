@@ -18,7 +18,7 @@ from .audio import SAMPLE_RATE, load_audio
 from .backends import BACKEND_FORMATS, BackendSpec, load_backend, runtime_available
 from .decoding import DecodeSettings, SilenceGate, allocate_cache, greedy_decode
 from .errors import ModelError
-from .features import HOP_LENGTH, N_SAMPLES_30S, log_mel
+from .features import HOP_LENGTH, N_SAMPLES_30S, log_mel, with_tail
 from .results import Segment, Transcription
 from .tokenizer import Detokenizer
 from .vad import speech_segments
@@ -150,12 +150,15 @@ def decode_settings(manifest: dict) -> DecodeSettings:
     )
 
 
-def model_mel(audio: np.ndarray, padded_30s: bool, n_mels: int, buckets: list[int]) -> np.ndarray:
+def model_mel(audio: np.ndarray, padded_30s: bool, n_mels: int, buckets: list[int], tail_frames: int = 0) -> np.ndarray:
     """The model's [1, n_mels, T] input for <= 30 s of audio.
 
-    padded_30s: the teacher convention (waveform zero-padded to 30 s). Otherwise the student's unpadded mel, or
-    for static-shape encoders (TFLite buckets) the waveform zero-padded (never the mel) to the smallest bucket.
+    padded_30s: the teacher convention (waveform zero-padded to 30 s). Otherwise the student's unpadded mel with
+    its tail margin (`features.with_tail`), or for static-shape encoders (TFLite buckets) that waveform
+    zero-padded (never the mel) to the smallest bucket.
     """
+    if not padded_30s:
+        audio = with_tail(audio, tail_frames)
     if buckets and not padded_30s:
         frames = len(audio) // HOP_LENGTH
         bucket = next((b for b in sorted(buckets) if b >= frames), max(buckets))
@@ -240,6 +243,7 @@ class Transcriber:
         self.settings = decode_settings(self.manifest)
         self.padded_input = self.manifest["mel"]["input"] == "padded_30s"
         self.n_mels = self.manifest["mel"]["n_mels"]
+        self.tail_frames = int(self.manifest["mel"].get("tail_frames", 0))  # exports before the margin: 0
         self.language = tok.get("language")
         self.gate = silence_gate
         self.buckets = sorted(spec.buckets)
@@ -248,7 +252,7 @@ class Transcriber:
         self.load_seconds = time.perf_counter() - start
 
     def mel(self, audio: np.ndarray) -> np.ndarray:
-        return model_mel(audio, self.padded_input, self.n_mels, self.buckets)
+        return model_mel(audio, self.padded_input, self.n_mels, self.buckets, self.tail_frames)
 
     def chunks(self, audio: np.ndarray) -> list[Chunk]:
         return speech_chunks(audio)

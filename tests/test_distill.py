@@ -215,6 +215,7 @@ def test_training_runs_evaluates_and_saves_a_transcribable_student(manifests, tm
 
 def test_teacher_cache_matches_live_teacher(manifests, tmp_path):
     from edge_askd.distill_data import collate
+    from edge_askd.student import load_teacher
     from edge_askd.trainer import Trainer
 
     cache = tmp_path / "teacher.pt"
@@ -226,15 +227,16 @@ def test_teacher_cache_matches_live_teacher(manifests, tmp_path):
         teacher_topk=16,
         temperature=1.0,
         max_steps=2,
+        concat_p=0.0,  # a cache holds fixed examples
+        hidden_weight=0.0,  # and top-k log-probs only
     )
     trainer = Trainer(cfg)
     assert trainer.teacher is None and cache.is_file()
     batch = collate([trainer.train_set[i] for i in (0, 5)], trainer.pad_id)
+    teacher, _ = load_teacher("tiny.en")
     with torch.no_grad():
-        t_logits = trainer._teacher_for_eval(
-            input_features=batch["teacher_mel"], decoder_input_ids=batch["dec_in"]
-        ).logits
-        s_logits = trainer.forward(batch["student_mel"], batch["frames"], batch["dec_in"])
+        t_logits = teacher(input_features=batch["teacher_mel"], decoder_input_ids=batch["dec_in"]).logits
+        s_logits, _ = trainer.forward(batch["student_mel"], batch["frames"], batch["dec_in"])
     cached = topk_kd_loss(s_logits, trainer.cache.topk(batch), batch["mask"])
     live = topk_kd_loss(s_logits, teacher_topk(t_logits, 16, 1.0), batch["mask"])
     assert torch.allclose(cached, live, rtol=1e-5), (cached, live)
@@ -304,6 +306,7 @@ def _losses(out: Path) -> list[tuple]:
                 r["loss"],
                 r["ce"],
                 r["kd"],
+                r["hidden"],
                 r["self_kd"],
                 r["lambda"],
                 r["beta"],
