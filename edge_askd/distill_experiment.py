@@ -163,8 +163,9 @@ def run_method(method: str, overrides: list[str], config: Path, log: Path) -> fl
 
 
 def score_model(model: str, sets: dict[str, Path], threads: int) -> dict[str, float]:
-    """WER per real/synthetic set and the probe hallucination rate, with the PyTorch transcriber."""
-    from edge_askd_runtime.scoring import wer
+    """WER and repeated 4-gram rate per real/synthetic set and the probe hallucination rate, with the PyTorch
+    transcriber (a student with its tail margin, a teacher on its 30 s window)."""
+    from edge_askd_runtime.scoring import repeated_ngram_rate, wer
 
     from .hf_transcriber import HFTranscriber
     from .trainer import hallucinated
@@ -179,6 +180,7 @@ def score_model(model: str, sets: dict[str, Path], threads: int) -> dict[str, fl
             row["probe_hallucination_rate"] /= len(rows)
         else:
             row[f"wer_{name}"] = wer([r["text"] for r in rows], hyps)
+            row[f"repeat_{name}"] = repeated_ngram_rate(hyps)
     return row
 
 

@@ -1,7 +1,8 @@
 """`edge-askd quickstart`: the whole pipeline on the embedded default data, from a fresh machine, in one command.
 
-    data -> distill (ASKD, base teacher -> base-e6d2 student, a time budget) -> export (this machine's target)
-         -> bench (student vs PyTorch teacher vs faster-whisper) -> transcribe (a real clip) -> report
+    data -> distill (ASKD, base teacher -> base-dyn student, a time budget) -> export (this machine's target)
+         -> accuracy (student vs its teacher on real speech) -> bench (student vs PyTorch teacher vs
+         faster-whisper) -> transcribe (a real clip) -> report
 
 Every stage records a content key (its settings plus the keys of the stages before it) in OUT/stages/NAME.json
 when it finishes; a re-run reuses a finished stage whose key still matches and whose outputs still exist, and an
@@ -27,8 +28,10 @@ from pathlib import Path
 from edge_askd_runtime.errors import EdgeAskdError
 
 REPO = Path(__file__).resolve().parent.parent
-RECIPE = REPO / "configs" / "askd-base-e6d2.toml"
-STAGES = ("data", "distill", "export", "bench", "transcribe", "report")
+RECIPE = REPO / "configs" / "askd-base-dyn.toml"
+STAGES = ("data", "distill", "export", "accuracy", "bench", "transcribe", "report")
+# Real speech no student trained on, scored for the student and its padded teacher side by side.
+ACCURACY_SETS = ("clean-en", "telephone-dev", "parity-7", "probes")
 DEFAULT_PEERS = ("pytorch:teacher:base", "faster-whisper:base:int8", "faster-whisper:tiny.en:int8")
 
 
@@ -40,14 +43,14 @@ class QuickstartError(EdgeAskdError):
 class QuickstartConfig:
     out: Path = Path("quickstart")
     budget_min: float = 20.0  # wall time of the distillation stage (the other stages take ~10 min together)
-    student: str = "base-e6d2"
+    student: str = "base-dyn"
     target: str = "auto"  # export target; auto = this machine's (x86, rpi4, rpi5, jetson-orin)
     synth_clips: int = 1500  # synthetic training clips (~3 s each); real telephone prompts are added
     synth_dev_clips: int = 40
     eval_clips: int = 20  # real dev clips scored at the end of distillation
     max_steps: int = 0  # 0: as many as fit the budget (measured on this machine); > 0: exactly this many
     batch_size: int = 8
-    lr: float = 2e-4
+    lr: float = 1e-5  # the student starts as the teacher: a small step keeps what it knows (FUTO: 1e-6 at batch 1)
     peers: tuple[str, ...] = DEFAULT_PEERS
     lengths_s: tuple[float, ...] = (5.0, 10.0)
     repeats: int = 3
@@ -61,6 +64,7 @@ class QuickstartConfig:
             "data": ("synth_clips", "synth_dev_clips", "eval_clips", "seed"),
             "distill": ("budget_min", "student", "max_steps", "batch_size", "lr", "threads", "seed"),
             "export": ("target", "threads"),
+            "accuracy": ("threads",),
             "bench": ("peers", "lengths_s", "repeats", "threads"),
             "transcribe": ("clip", "threads"),
             "report": (),
@@ -170,7 +174,7 @@ def _distill_overrides(cfg: QuickstartConfig, manifests: dict, out: Path, steps:
         f"batch_size={cfg.batch_size}",
         "grad_accum=1",
         f"lr={cfg.lr}",
-        f"warmup_steps={max(steps // 10, 1)}",
+        f"warmup_steps={min(5, max(steps // 10, 1))}",
         # A short run needs a short EMA horizon, or the self-teacher still averages the untrained start.
         f"ema_decay={0.95 if steps < 500 else 0.99}",
         "eval_every=0",
@@ -255,6 +259,7 @@ def stage_distill(cfg: QuickstartConfig, manifests: dict, stage_dir: Path, log: 
         "steps": calib["steps"],
         "sec_per_step": sum(sec) / max(len(sec), 1),
         "dev_wer": final.get("dev_wer"),
+        "kept": final.get("kept"),
         "probe_hallucination_rate": final.get("probe_hallucination_rate"),
         "config": str(run_dir / "config.json"),
         "paths": [str(student / "config.json")],
@@ -280,6 +285,45 @@ def stage_export(cfg: QuickstartConfig, student: str, stage_dir: Path) -> dict:
         for v in manifest["variants"]
     ]
     return {"target": target, "export_dir": str(export_dir), "variants": variants, "paths": [str(manifest_path)]}
+
+
+def stage_accuracy(cfg: QuickstartConfig, manifests: dict, student: str, stage_dir: Path) -> dict:
+    """WER and repeated-4-gram rate per real set and the probe hallucination rate, for the student (PyTorch, its
+    tail margin) and its teacher on the 30 s window, on speech neither trained on."""
+    from .distill_experiment import score_model
+    from .real_clips import REAL_CLIPS, fetch_clip
+    from .student import resolve_preset
+
+    parity = stage_dir / "parity-7.jsonl"
+    from edge_askd_export.parity import DEFAULT_CLIPS
+
+    rows = [{"audio": str(fetch_clip(n)), "text": REAL_CLIPS[n].text} for n in DEFAULT_CLIPS]
+    parity.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sets = {name: Path(manifests[name]) for name in ACCURACY_SETS if name in manifests} | {"parity-7": parity}
+    teacher = f"teacher:{resolve_preset(cfg.student).teacher}"
+    table = {"student": score_model(student, sets, cfg.threads), "teacher": score_model(teacher, sets, cfg.threads)}
+    out = stage_dir / "accuracy.json"
+    record = {"teacher": teacher, "sets": list(sets), "clips": _clip_counts(sets), "scores": table}
+    _atomic_json(out, record)
+    return {**record, "paths": [str(out)]}
+
+
+def _clip_counts(sets: dict[str, Path]) -> dict[str, int]:
+    return {name: sum(1 for line in path.read_text().splitlines() if line.strip()) for name, path in sets.items()}
+
+
+def accuracy_table(acc: dict) -> list[str]:
+    """Markdown: one row per model, WER and repetition per set, then the probe hallucination rate."""
+    sets = [s for s in acc["sets"] if s != "probes"]
+    head = "| model | " + " | ".join(f"{s} WER ({acc['clips'][s]} clips)" for s in sets)
+    head += " | " + " | ".join(f"{s} repeated 4-grams" for s in sets) + " | probe hallucination |"
+    lines = [head, "|---" * (2 + 2 * len(sets)) + "|"]
+    for who, label in (("student", "student"), ("teacher", f"`{acc['teacher']}` (30 s window)")):
+        row = acc["scores"][who]
+        cells = [f"{100 * row[f'wer_{s}']:.2f} %" for s in sets] + [f"{100 * row[f'repeat_{s}']:.2f} %" for s in sets]
+        probe = row.get("probe_hallucination_rate")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {'-' if probe is None else f'{100 * probe:.0f} %'} |")
+    return lines
 
 
 def stage_bench(cfg: QuickstartConfig, export_dir: str, stage_dir: Path, log: Callable[[str], None]) -> dict:
@@ -401,7 +445,7 @@ def commands(cfg: QuickstartConfig, pipeline: Pipeline) -> list[str]:
         f" && edge-askd data synth --count {cfg.synth_clips} --seed {cfg.seed} --out {data / 'synth-train'}",
         # Exactly the stage's overrides: a hand-written subset once left grad_accum, warm-up and EMA at the
         # recipe's values, a run 4x longer per step than the one reported.
-        "edge-askd distill --config configs/askd-base-e6d2.toml "
+        f"edge-askd distill --config {RECIPE.relative_to(REPO)} "
         + " ".join(
             f"--set {shlex.quote(o)}" for o in _distill_overrides(cfg, manifests, out / "distill" / "run", steps)
         ),
@@ -440,10 +484,15 @@ def stage_report(cfg: QuickstartConfig, pipeline: Pipeline, stage_dir: Path) -> 
         "",
         "## Student",
         "",
-        f"- `{cfg.student}` distilled from the Whisper base teacher with ASKD (decaying teacher weight, then EMA "
-        f"self-distillation): {d['steps']} steps of batch {cfg.batch_size}, {d['sec_per_step']:.1f} s per step.",
+        f"- `{cfg.student}` distilled from its Whisper teacher with ASKD (decaying teacher weight, then EMA "
+        f"self-distillation): {d['steps']} steps of batch {cfg.batch_size}, {d['sec_per_step']:.1f} s per step; "
+        f"kept the {d.get('kept') or 'student'} weights.",
         f"- End of training: real dev WER {100 * (d['dev_wer'] or 0):.1f} % ({cfg.eval_clips} clips), "
         f"probe hallucination rate {100 * (d['probe_hallucination_rate'] or 0):.0f} %.",
+        "",
+        "## Accuracy on real speech no model trained on",
+        "",
+        *accuracy_table(rec["accuracy"]),
         "",
         "## Export",
         "",
@@ -511,6 +560,12 @@ def run_quickstart(cfg: QuickstartConfig, fresh: bool = False, log: Callable[[st
         cfg.stage_params("export"),
         lambda d: stage_export(cfg, distill["student"], d),
         "see the parity figures in the export's manifest.json; a longer --budget gives a student that passes",
+    )
+    p.run(
+        "accuracy",
+        cfg.stage_params("accuracy"),
+        lambda d: stage_accuracy(cfg, data["manifests"], distill["student"], d),
+        "check that the data stage's manifests exist (--fresh rebuilds them)",
     )
     p.run(
         "bench",

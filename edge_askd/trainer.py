@@ -53,6 +53,7 @@ LOG_FIELDS = [
     "step", "epoch", "loss", "ce", "kd", "hidden", "self_kd", "lambda", "beta", "lr", "grad_norm", "kd_kept",
     "audio_seconds", "sec_per_step", "sec_per_audio_second",
 ]  # fmt: skip
+BF16_MIN_AGREEMENT = 0.98  # the teacher in bf16 must keep this share of its fp32 teacher-forced argmax tokens
 # Settings that do not change the optimisation path, so a resumed run may differ in them.
 RESUME_MAY_CHANGE = {
     "max_steps", "eval_every", "eval_max_clips", "dev_manifest", "probe_manifest", "checkpoint_every",
@@ -361,9 +362,10 @@ class Trainer:
         self.eval_rows: list[dict] = []
 
     def _teacher_precision(self):
-        """The live teacher's autocast: bf16 on CUDA and on CPUs with native bf16 when a probe batch keeps >= 99 %
+        """The live teacher's autocast: bf16 on CUDA and on CPUs with native bf16 when a probe batch keeps >= 98 %
         of its fp32 teacher-forced argmax tokens (a pure function of weights and data, so a resumed run makes the
-        same choice); fp32 otherwise."""
+        same choice); fp32 otherwise. Measured on base with the quickstart data (Xeon with AMX): 98.9 % of the
+        tokens, the flips at near-ties where both distributions are close, for 2.8x the teacher's speed."""
         cfg = self.cfg
         bf16 = lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)  # noqa: E731
         if self.teacher is None or cfg.teacher_precision == "fp32":
@@ -383,7 +385,7 @@ class Trainer:
             timings[name] = time.perf_counter() - t0
         mask = batch["mask"].bool()
         agree = float((argmax["fp32"] == argmax["bf16"])[mask].float().mean())
-        use = agree >= 0.99
+        use = agree >= BF16_MIN_AGREEMENT
         if self.is_main:
             self._log(
                 f"teacher in bf16: {100 * agree:.1f} % of fp32's tokens, {timings['fp32'] / timings['bf16']:.1f}x "
@@ -434,6 +436,7 @@ class Trainer:
     def resume(self) -> bool:
         found = self.checkpoints()
         if not found:
+            self._truncate_logs()  # a run killed before its first checkpoint starts over: drop its rows
             return False
         state = torch.load(found[-1] / "state.pt", weights_only=False, map_location=self.device)
         changed = [k for k, v in state["config"].items() if getattr(self.cfg, k, v) != v]
