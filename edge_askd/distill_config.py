@@ -21,7 +21,7 @@ from edge_askd_runtime.features import MAX_TAIL_FRAMES
 
 from .schedules import ScheduleConfig
 
-DEFAULT_TAIL_FRAMES = 32
+DEFAULT_TAIL_FRAMES = 64
 
 METHODS = ("ce", "static_kd", "askd_decay", "askd")
 
