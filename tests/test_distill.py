@@ -391,3 +391,134 @@ def test_joined_examples_refuse_a_teacher_cache(manifests, tmp_path):
     cfg = DistillConfig(train_manifest="x.jsonl", concat_p=0.5, teacher_cache=str(tmp_path / "cache"))
     with pytest.raises(EdgeAskdError, match="teacher_cache cannot hold"):
         cfg.validate()
+
+
+# --- the dynamic-context student --------------------------------------------------------------------------------
+
+
+def test_short_training_stops_a_full_depth_student_from_looping(manifests, tmp_path, real_clip):
+    """tiny.en copied whole onto the unpadded mel with no tail margin repeats arctic_a0009 ("He turned sharply
+    and faced Gregs in across the table. He turned sharply..."); 8 ASKD steps on other clips (joined with pauses)
+    teach it to stop there. (With the self-teacher's EMA at 0.99, i.e. still the untrained copy, they do not:
+    self-KD then pulls the student back to the loop.)"""
+    from edge_askd.real_clips import REAL_CLIPS
+    from edge_askd.trainer import Trainer
+
+    rows = manifests["train"].read_text().splitlines()[:4]  # the espeak-ng sentences
+    for name in ("arctic_a0007", "librivox_0880", "librivox_0930", "librivox_0870"):
+        rows.append(_row(real_clip(name), REAL_CLIPS[name].text, "train", REAL_CLIPS[name].source))
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(rows) + "\n")
+    cfg = _cfg(
+        {"train": train},
+        tmp_path / "run",
+        student="tiny.en-dyn",
+        tail_frames=0,
+        dev_manifest=str(manifests["dev"]),  # arctic_a0009, not in this training set
+        max_steps=8,
+        batch_size=4,
+        lr=5e-5,
+        lr_decay="constant",
+        concat_p=1.0,
+        checkpoint_every=100,
+        # The recipe's ASKD shape scaled to 8 steps; the EMA's horizon too, or the self-teacher is still the
+        # looping start when self-KD begins.
+        decay_end=0.7,
+        self_kd_start=0.5,
+        beta_max=0.3,
+        ema_decay=0.5,
+    )
+    trainer = Trainer(cfg)
+    before = trainer.evaluate()
+    assert before["dev_repeat_rate"] > 0.3 and before["dev_wer"] > 1.0, before  # it loops
+    trainer.train()
+    after = trainer.eval_rows[-1]
+    assert after["dev_repeat_rate"] < 0.5 * before["dev_repeat_rate"] and after["dev_wer"] < 0.5, after
+    with (tmp_path / "run" / "train_log.csv").open() as f:
+        logged = list(csv.DictReader(f))
+    assert float(logged[0]["hidden"]) > 0 and float(logged[0]["kd"]) > 0  # the teacher term had both parts
+
+
+def test_joined_examples_are_bucketed_on_their_joined_length(manifests, tmp_path):
+    from edge_askd.trainer import Trainer
+
+    trainer = Trainer(_cfg(manifests, tmp_path / "b", method="ce", concat_p=0.5, concat_max=3, bucket_batches=4))
+    data = trainer.train_set
+    for epoch in (0, 1):
+        lengths = data.durations(epoch)
+        for index, seconds in enumerate(lengths):
+            audio, _ = data.joined(index, epoch)
+            assert abs(len(audio) / 16000 - seconds) < 0.05  # what the batcher sorts on is what the student hears
+            indices, _ = data.parts(index, epoch)
+            assert len(set(indices)) == len(indices)  # never a clip joined to itself
+        assert [len(b) for b in trainer.stream._epoch(epoch)] == [2, 2, 2]
+        # One bucket (4 batches x 2 > 6 examples): batches are consecutive runs of the length-sorted order.
+        batches = trainer.stream._epoch(epoch)
+        ordered = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+        assert sorted(batches) == sorted([ordered[0:2], ordered[2:4], ordered[4:6]])
+    assert data.durations(0) != data.durations(1)  # new joins, new lengths
+
+
+def test_teacher_style_targets_and_whitespace():
+    from edge_askd.distill_data import teacher_style
+
+    assert teacher_style("the  quick brown fox") == "The quick brown fox."
+    assert teacher_style("Is it raining?") == "Is it raining?"
+    assert teacher_style("well, then,") == "Well, then."
+    assert teacher_style('he said "go"') == 'He said "go"'
+
+
+def test_augmentation_never_cuts_words_that_stay_in_the_target():
+    import numpy as np
+
+    from edge_askd.data.augment import AugmentConfig
+    from edge_askd.distill_data import MAX_SAMPLES, ClipAugment
+
+    long = np.random.default_rng(0).standard_normal(MAX_SAMPLES - 16000).astype(np.float32) * 0.1
+    slow = ClipAugment(0, 1.0, AugmentConfig(p_speed=1.0, speeds=(0.9,), p_reverb=0.0, p_noise=0.0))
+    assert len(slow(long, 0, 0)) == len(long)  # slowing would pass 28 s: left at its speed, not cut
+    short = long[: 16000 * 5]
+    assert len(slow(short, 0, 0)) > len(short)  # short clips are still slowed down
+
+
+def test_teacher_terms_are_dropped_where_the_teacher_misreads_the_reference(manifests, tmp_path):
+    from edge_askd.trainer import Trainer, teacher_agreement
+
+    argmax = torch.tensor([[1, 2, 3, 4], [1, 9, 9, 4]])
+    labels = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4]])
+    mask = torch.tensor([[0, 1, 1, 1], [0, 1, 1, 1]])
+    assert teacher_agreement(argmax, labels, mask).tolist() == pytest.approx([1.0, 1 / 3])
+    strict = Trainer(_cfg(manifests, tmp_path / "strict", method="static_kd", kd_min_teacher_acc=1.01))
+    metrics = strict.train_step()
+    assert metrics["kd_kept"] == 0.0 and metrics["kd"] == 0.0 and metrics["hidden"] == 0.0 and metrics["ce"] > 0
+    lenient = Trainer(_cfg(manifests, tmp_path / "lenient", method="static_kd", kd_min_teacher_acc=0.0))
+    metrics = lenient.train_step()
+    assert metrics["kd_kept"] == 1.0 and metrics["kd"] > 0 and metrics["hidden"] > 0
+
+
+def test_finished_run_resumed_reports_numbers_and_a_refused_resume_keeps_config(manifests, tmp_path):
+    from edge_askd.trainer import Trainer
+
+    out = tmp_path / "run"
+    cfg = _cfg(manifests, out, dev_manifest=str(manifests["dev"]), max_steps=2)
+    Trainer(cfg).train()
+    again = Trainer(_cfg(manifests, out, dev_manifest=str(manifests["dev"]), max_steps=2))
+    again.train()  # nothing left to do: it resumes at the end
+    final = again.eval_rows[-1]
+    assert (
+        isinstance(final["dev_wer"], float) and isinstance(final["step"], int) and final["kept"] in ("ema", "student")
+    )
+    saved = (out / "config.json").read_text()
+    with pytest.raises(EdgeAskdError, match="different config"):
+        Trainer(_cfg(manifests, out, dev_manifest=str(manifests["dev"]), max_steps=2, lr=1e-3)).train()
+    assert (out / "config.json").read_text() == saved
+
+
+def test_effective_schedule_decides_whether_the_teacher_is_loaded(manifests, tmp_path):
+    from edge_askd.trainer import Trainer
+
+    # static_kd pins lambda constant whatever lambda_schedule says: no adaptive reference teacher is kept.
+    trainer = Trainer(_cfg(manifests, tmp_path / "s", method="static_kd", lambda_schedule="adaptive"))
+    assert not trainer.adaptive and trainer._teacher_for_eval is None and trainer.teacher is not None
+    ce = Trainer(_cfg(manifests, tmp_path / "c", method="ce", lambda_schedule="adaptive"))
+    assert ce.teacher is None and ce._teacher_for_eval is None

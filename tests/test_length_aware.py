@@ -59,3 +59,20 @@ def test_short_input_transcribes_without_30s_window(tiny, real_clip):
 def test_too_long_mel_is_rejected(tiny):
     with pytest.raises(ValueError, match="at most 3000"):
         encode(tiny.model.encoder, torch.zeros(1, 80, 3002))
+
+
+def test_decoder_is_causal_by_its_own_mask(teacher_dir, real_clip):
+    """Logits at a position never depend on later tokens (an explicit mask, whatever attention kernel runs)."""
+    from transformers import WhisperForConditionalGeneration
+
+    from edge_askd.length_aware import decode
+
+    tiny = WhisperForConditionalGeneration.from_pretrained(teacher_dir("tiny.en"), dtype=torch.float32).eval()
+    mel = torch.from_numpy(log_mel(load_audio(real_clip("jfk")), pad_to_30s=False))[None]
+    with torch.no_grad():
+        enc = encode(tiny.model.encoder, mel)
+        a = decode(tiny, torch.tensor([[50257, 50362, 400, 523, 616]]), enc)
+        b = decode(tiny, torch.tensor([[50257, 50362, 400, 9999, 1234]]), enc)
+    assert torch.allclose(a.logits[:, :3], b.logits[:, :3], atol=1e-5)
+    assert not torch.allclose(a.logits[:, 3:], b.logits[:, 3:], atol=1e-3)
+    assert len(a.hidden) == tiny.config.decoder_layers and a.hidden[-1].shape == (1, 5, tiny.config.d_model)

@@ -149,3 +149,19 @@ def test_methods_map_to_baselines():
     assert full.beta_max > 0
     with pytest.raises(EdgeAskdError, match="decaying"):
         DistillConfig(method="askd", lambda_schedule="constant", **base).validate()
+
+
+def test_hidden_mse_compares_each_student_layer_with_the_teacher_layer_it_came_from():
+    from edge_askd.losses import hidden_mse_loss
+
+    torch.manual_seed(0)
+    teacher = [torch.randn(2, 5, 8) for _ in range(4)]
+    mask = torch.tensor([[0, 1, 1, 1, 1], [0, 1, 1, 0, 0]])
+    assert float(hidden_mse_loss([teacher[0], teacher[3]], teacher, [0, 3], mask)) == 0.0
+    assert float(hidden_mse_loss([teacher[1], teacher[3]], teacher, [0, 3], mask)) > 0.5  # wrong layer
+    moved = [h.clone() for h in teacher]
+    for h in moved:
+        h[1, 3:] += 100.0  # masked positions (label padding) do not count
+    assert float(hidden_mse_loss(moved, teacher, [0, 1, 2, 3], mask)) == 0.0
+    shifted = [h + 1.0 for h in teacher]
+    assert float(hidden_mse_loss(shifted, teacher, [0, 1, 2, 3], mask)) == pytest.approx(1.0)
