@@ -47,9 +47,10 @@ setup: system-packages $(STAMP)
 demo: setup
 	$(BIN)/edge-askd quickstart
 
-# The method comparison of issue 4 (CE / static KD / ASKD-decay / ASKD, same budget) -> docs/askd-experiment/.
+# The method comparison (CE / static KD / ASKD-decay / ASKD, same budget) on the default dynamic-context student
+# -> docs/askd-experiment-dyn/ (the shallow-decoder comparison of issue 4: --preset base -> docs/askd-experiment/).
 experiment: setup
-	$(BIN)/python -m edge_askd.distill_experiment --preset base --out runs/exp-base --docs docs/askd-experiment
+	$(BIN)/python -m edge_askd.distill_experiment --preset tiny.en-dyn --out runs/exp-tiny.en-dyn --docs docs/askd-experiment-dyn
 
 lint: setup
 	$(BIN)/ruff check .

@@ -31,7 +31,7 @@ class DistillConfig:
     # model
     student: str = "base-dyn"  # preset name (student.PRESETS) or TEACHER:ENC:DEC
     # Encoder frames of silence after the audio (runtime features.with_tail), stored in the student's config.json
-    # and the export manifest; chosen by measurement (docs/tail-margin.md).
+    # and the export manifest; chosen by measurement (docs/tail-margin/README.md).
     tail_frames: int = DEFAULT_TAIL_FRAMES
     freeze_encoder: bool = False
     language: str = "en"

@@ -48,10 +48,16 @@ class ExperimentPreset:
     synth_dev: int
     eval_every: int
     eval_clips: int  # clips of the mixed real dev set scored during training
+    config: str = "askd-base-e6d2.toml"  # the recipe under configs/
 
 
 PRESETS = {
-    # CPU-sized: a KD step (batch 8) takes about 9 s alone on 2 cores, ~20 s with two runs side by side.
+    # The dynamic-context students (full-depth teacher copies): the defaults. CPU-sized, two runs side by side.
+    "tiny.en-dyn": ExperimentPreset(
+        "tiny.en-dyn", "tiny.en", 60, 8, 1e-5, 5, 0.9, 1500, 80, 20, 40, "askd-tiny.en-dyn.toml"
+    ),
+    "base-dyn": ExperimentPreset("base-dyn", "base", 60, 8, 1e-5, 5, 0.9, 1500, 80, 20, 40, "askd-base-dyn.toml"),
+    # Shallow decoders (issue 4's experiment): a KD step (batch 8) takes about 9 s alone on 2 cores.
     "base": ExperimentPreset("base-e6d2", "base", 60, 8, 2e-4, 6, 0.95, 1500, 80, 20, 40),
     "tiny": ExperimentPreset("tiny-e2d1", "tiny.en", 12, 4, 3e-4, 2, 0.9, 40, 10, 6, 6),
 }
@@ -233,21 +239,23 @@ def step_timing(log: list[dict]) -> dict:
 
 def write_results(out: Path, rows: list[dict]) -> list[Path]:
     fields = [
-        "method", "wer_clean-en", "wer_telephone-dev", "wer_synth-dev", "probe_hallucination_rate", "sec_per_step",
-        "train_min",
+        "method", "wer_clean-en", "wer_telephone-dev", "wer_synth-dev", "repeat_clean-en", "repeat_telephone-dev",
+        "probe_hallucination_rate", "sec_per_step", "train_min",
     ]  # fmt: skip
     with (out / "results.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    head = ["model", "clean-en WER", "telephone dev WER", "synth dev WER (in-domain)", "probe halluc."]
+    head = ["model", "clean-en WER", "telephone dev WER", "synth dev WER (in-domain)", "clean-en repeated 4-grams"]
+    head += ["telephone dev repeated 4-grams", "probe halluc."]
     head += ["s/step", "train min"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["method"]]
         for k in fields[1:]:
             v = r.get(k)
-            cells.append("" if v is None else f"{100 * v:.1f} %" if k.startswith(("wer", "probe")) else f"{v}")
+            percent = k.startswith(("wer", "probe", "repeat"))
+            cells.append("" if v is None else f"{100 * v:.1f} %" if percent else f"{v}")
         lines.append("| " + " | ".join(cells) + " |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     return [out / "results.md", out / "results.csv"]
@@ -255,19 +263,20 @@ def write_results(out: Path, rows: list[dict]) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="base")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny.en-dyn")
     ap.add_argument("--out", type=Path, default=Path("runs/exp-base"))
     ap.add_argument("--docs", type=Path, default=None, help="copy the table and plots here (e.g. docs/askd-experiment)")
     ap.add_argument("--steps", type=int, default=None, help="override the preset's step budget")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel (one thread each when > 1)")
-    ap.add_argument("--config", type=Path, default=REPO / "configs" / "askd-base-e6d2.toml")
+    ap.add_argument("--config", type=Path, default=None, help="recipe TOML (default: the preset's, under configs/)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra key=value for every run")
     args = ap.parse_args(argv)
     preset = PRESETS[args.preset]
     if args.steps:
         preset = ExperimentPreset(**{**preset.__dict__, "steps": args.steps, "eval_every": max(args.steps // 3, 1)})
     methods = args.methods.split(",")
+    config = args.config or REPO / "configs" / preset.config
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     data = build_data(out / "data", preset.synth_train, preset.synth_dev, preset.eval_clips)
@@ -275,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def one(method: str) -> None:
         overrides = method_overrides(method, preset, data, out, threads) + args.overrides
-        wall = run_method(method, overrides, args.config, out / f"{method}.log")
+        wall = run_method(method, overrides, config, out / f"{method}.log")
         print(f"{method}: done in {wall / 60:.1f} min", file=sys.stderr, flush=True)
 
     with ThreadPoolExecutor(max_workers=args.workers) as pool:

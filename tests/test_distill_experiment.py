@@ -13,11 +13,12 @@ from edge_askd.distill_experiment import METHODS, PRESETS, method_overrides, ste
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.parametrize("preset_name", ["tiny.en-dyn", "base-dyn", "base"])
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_gets_the_same_budget(method, tmp_path):
-    preset = PRESETS["base"]
+def test_every_method_gets_the_same_budget(method, preset_name, tmp_path):
+    preset = PRESETS[preset_name]
     data = {k: tmp_path / f"{k}.jsonl" for k in ("train", "dev_mixed", "probes")}
-    cfg = load_config(REPO / "configs" / "askd-base-e6d2.toml", method_overrides(method, preset, data, tmp_path, 1))
+    cfg = load_config(REPO / "configs" / preset.config, method_overrides(method, preset, data, tmp_path, 1))
     assert cfg.method == method and cfg.student == preset.student
     assert (cfg.max_steps, cfg.batch_size, cfg.lr, cfg.warmup_steps) == (
         preset.steps,
@@ -34,5 +35,5 @@ def test_timing_survives_a_resumed_run_and_the_table_is_written(tmp_path):
     assert step_timing(log) == {"sec_per_step": 20.0, "train_min": 1.0}
     rows = [{"method": "ASKD", "wer_clean-en": 0.451, "probe_hallucination_rate": 0.5, **step_timing(log)}]
     md, csv_path = write_results(tmp_path, rows)
-    assert "| ASKD | 45.1 % |  |  | 50.0 % | 20.0 | 1.0 |" in md.read_text()
+    assert "| ASKD | 45.1 % |  |  |  |  | 50.0 % | 20.0 | 1.0 |" in md.read_text()
     assert next(csv.DictReader(csv_path.open()))["train_min"] == "1.0"

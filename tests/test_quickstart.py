@@ -29,6 +29,7 @@ def _ci_config(out) -> QuickstartConfig:
         lengths_s=(5.0,),
         repeats=1,
         threads=2,
+        accuracy_clips=6,
     )
 
 
@@ -53,6 +54,13 @@ def test_quickstart_end_to_end_then_reuses_every_stage(tmp_path):
     manifest = json.loads((export_dir / "manifest.json").read_text())
     assert manifest["target"]["name"] == "x86"
     assert any(v["valid"] for v in manifest["variants"])
+
+    accuracy = json.loads((cfg.out / "stages" / "accuracy.json").read_text())["outputs"]
+    assert accuracy["teacher"] == "teacher:tiny.en" and set(accuracy["sets"]) >= {"clean-en", "parity-7", "probes"}
+    for who in ("student", "teacher"):
+        scores = accuracy["scores"][who]
+        assert 0 <= scores["wer_parity-7"] < 1 and 0 <= scores["repeat_clean-en"] <= 1, (who, scores)
+    assert "## Accuracy on real speech" in report.read_text()
 
     bench = json.loads((cfg.out / "bench" / "results.json").read_text())
     kinds = {r["kind"] for r in bench["rows"]}
@@ -154,7 +162,7 @@ def test_reproduce_command_of_the_distill_stage_is_the_stage_config(tmp_path):
     argv = shlex.split(line)
     overrides = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
     assert (
-        argv[argv.index("--config") + 1] == "configs/askd-base-e6d2.toml" == str(RECIPE.relative_to(RECIPE.parents[1]))
+        argv[argv.index("--config") + 1] == "configs/askd-base-dyn.toml" == str(RECIPE.relative_to(RECIPE.parents[1]))
     )
     files = {"train": "train.jsonl", "dev_eval": "dev-eval.jsonl", "probes": "probes.jsonl"}
     manifests = {k: str(cfg.out / "data" / f) for k, f in files.items()}
