@@ -40,6 +40,9 @@ class DistillConfig:
     # data (JSONL manifests; relative audio paths are relative to the manifest)
     train_manifest: str = ""
     target_field: str = "text"  # manifest key used as the CE target, e.g. a teacher pseudo-label column
+    # Clips without a reference (untranscribed real speech) train on the teacher's transcript from this column
+    # (`edge-askd data pseudo-label` writes it); clips with neither are skipped. Empty: skip them all.
+    untranscribed_field: str = "teacher_text"
     dev_manifest: str = ""
     probe_manifest: str = ""
     max_duration: float = 28.0  # the runtime's longest chunk (transcriber.MAX_CHUNK_SAMPLES)

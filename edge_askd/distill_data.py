@@ -64,10 +64,13 @@ def read_clips(
     allow_empty_text: bool = False,
     text_field: str = "text",
     style: bool = False,
+    untranscribed_field: str = "",
 ) -> list[Clip]:
     """The one place that reads manifests (swap the reader here). Clips over `max_duration` are skipped (the
     runtime's chunk is 28 s). `text_field` picks another column (e.g. teacher pseudo-labels) as the target;
-    `style` rewrites texts with `teacher_style`."""
+    `untranscribed_field` is the column that clips without a reference take theirs from (untranscribed real
+    speech: `edge-askd data pseudo-label` writes the teacher's transcript as `teacher_text`); `style` rewrites
+    texts with `teacher_style`."""
     from edge_askd.data.manifest import read_manifest
 
     entries = read_manifest(manifest)
@@ -79,6 +82,10 @@ def read_clips(
                 'add it or set target_field = "text"'
             )
     texts = [e.text if text_field == "text" else e.extra[text_field] for e in entries]
+    if untranscribed_field:
+        texts = [
+            t if t.strip() else str(e.extra.get(untranscribed_field) or "") for e, t in zip(entries, texts, strict=True)
+        ]
     texts = [teacher_style(t) if style else " ".join(t.split()) for t in texts]
     clips = [
         Clip(e.audio_path(manifest), text, e.duration, e.source)

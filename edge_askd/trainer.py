@@ -293,7 +293,13 @@ class Trainer:
         self.tokenizer = tokenizer
         style, tail = cfg.teacher_style, cfg.tail_frames
         self.train_set = DistillDataset(
-            read_clips(cfg.train_manifest, cfg.max_duration, text_field=cfg.target_field, style=style),
+            read_clips(
+                cfg.train_manifest,
+                cfg.max_duration,
+                text_field=cfg.target_field,
+                style=style,
+                untranscribed_field=cfg.untranscribed_field,
+            ),
             targets,
             augment=ClipAugment.from_config(cfg),  # None unless cfg.augment: on-the-fly, seeded per (epoch, clip)
             concat=ClipConcat.from_config(cfg),  # None unless cfg.concat_p > 0

@@ -522,3 +522,18 @@ def test_effective_schedule_decides_whether_the_teacher_is_loaded(manifests, tmp
     assert not trainer.adaptive and trainer._teacher_for_eval is None and trainer.teacher is not None
     ce = Trainer(_cfg(manifests, tmp_path / "c", method="ce", lambda_schedule="adaptive"))
     assert ce.teacher is None and ce._teacher_for_eval is None
+
+
+def test_untranscribed_speech_trains_on_the_teacher_transcript(tmp_path, real_clip):
+    from edge_askd.distill_data import read_clips
+
+    rows = [
+        json.loads(_row(real_clip("jfk"), "", "train", "untranscribed")) | {"teacher_text": "and so my fellow"},
+        json.loads(_row(real_clip("arctic_a0007"), "", "train", "untranscribed")),  # no transcript at all
+        json.loads(_row(real_clip("arctic_a0009"), "He turned sharply.", "train", "x")) | {"teacher_text": "other"},
+    ]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    clips = read_clips(manifest, untranscribed_field="teacher_text", style=True)
+    assert [c.text for c in clips] == ["And so my fellow.", "He turned sharply."]  # references win where given
+    assert len(read_clips(manifest)) == 1
