@@ -239,14 +239,15 @@ def step_timing(log: list[dict]) -> dict:
 
 def write_results(out: Path, rows: list[dict]) -> list[Path]:
     fields = [
-        "method", "wer_clean-en", "wer_telephone-dev", "wer_synth-dev", "repeat_clean-en", "repeat_telephone-dev",
-        "probe_hallucination_rate", "sec_per_step", "train_min",
+        "method", "wer_clean-en", "wer_telephone-dev", "wer_synth-dev", "wer_parity-7", "repeat_clean-en",
+        "repeat_telephone-dev", "probe_hallucination_rate", "sec_per_step", "train_min",
     ]  # fmt: skip
     with (out / "results.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    head = ["model", "clean-en WER", "telephone dev WER", "synth dev WER (in-domain)", "clean-en repeated 4-grams"]
+    head = ["model", "clean-en WER", "telephone dev WER", "synth dev WER (in-domain)", "7 parity clips WER"]
+    head += ["clean-en repeated 4-grams"]
     head += ["telephone dev repeated 4-grams", "probe halluc."]
     head += ["s/step", "train min"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -291,7 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         for fut in [pool.submit(one, m) for m in methods]:
             fut.result()
 
+    from edge_askd_export.parity import DEFAULT_CLIPS
+
+    from .real_clips import write_clips_manifest
+
     sets = {k: data[k] for k in ("clean-en", "telephone-dev", "synth-dev", "probes")}
+    sets["parity-7"] = write_clips_manifest(out / "data" / "parity-7.jsonl", DEFAULT_CLIPS)
     score_threads = max(os.cpu_count() or 1, 1)
     rows = []
     for m in METHODS:

@@ -294,12 +294,10 @@ def stage_accuracy(cfg: QuickstartConfig, manifests: dict, student: str, stage_d
     from edge_askd_export.parity import DEFAULT_CLIPS
 
     from .distill_experiment import score_model
-    from .real_clips import REAL_CLIPS, fetch_clip
+    from .real_clips import write_clips_manifest
     from .student import resolve_preset
 
-    parity = stage_dir / "parity-7.jsonl"
-    rows = [{"audio": str(fetch_clip(n)), "text": REAL_CLIPS[n].text} for n in DEFAULT_CLIPS]
-    parity.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    parity = write_clips_manifest(stage_dir / "parity-7.jsonl", DEFAULT_CLIPS)
     sets = {name: Path(manifests[name]) for name in ACCURACY_SETS if name in manifests} | {"parity-7": parity}
     if cfg.accuracy_clips:
         sets = {name: _first_rows(path, cfg.accuracy_clips, stage_dir) for name, path in sets.items()}

@@ -182,3 +182,15 @@ def fetch_clip(name: str, cache: Path | None = None) -> Path:
             shutil.copyfileobj(src, dst)
         os.replace(dst.name, out)
     return out
+
+
+def write_clips_manifest(path: Path, names: tuple[str, ...] | list[str]) -> Path:
+    """A JSONL manifest (audio, text) of the named real clips, e.g. the export parity gate's 7 short clips, so
+    they are scored like any other set."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "".join(json.dumps({"audio": str(fetch_clip(n)), "text": REAL_CLIPS[n].text}) + "\n" for n in names)
+    )
+    return path

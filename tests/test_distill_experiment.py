@@ -35,5 +35,5 @@ def test_timing_survives_a_resumed_run_and_the_table_is_written(tmp_path):
     assert step_timing(log) == {"sec_per_step": 20.0, "train_min": 1.0}
     rows = [{"method": "ASKD", "wer_clean-en": 0.451, "probe_hallucination_rate": 0.5, **step_timing(log)}]
     md, csv_path = write_results(tmp_path, rows)
-    assert "| ASKD | 45.1 % |  |  |  |  | 50.0 % | 20.0 | 1.0 |" in md.read_text()
+    assert "| ASKD | 45.1 % |  |  |  |  |  | 50.0 % | 20.0 | 1.0 |" in md.read_text()
     assert next(csv.DictReader(csv_path.open()))["train_min"] == "1.0"
