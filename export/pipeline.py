@@ -13,14 +13,23 @@ import torch
 
 from edge_askd_runtime.backends import load_backend
 from edge_askd_runtime.errors import EdgeAskdError, ModelError
-from edge_askd_runtime.features import SAMPLE_RATE
 from edge_askd_runtime.tokenizer import Detokenizer
 from edge_askd_runtime.transcriber import backend_spec, decode_settings, model_mel, variant_files
 
 from . import onnx_export
 from .graphs import GraphDims, load_model
 from .manifest import add_files, base_manifest, write_manifest
-from .parity import ParityConfig, ParityResult, build_references, check_backend, gate
+from .parity import (
+    ClipReference,
+    EvalClip,
+    ParityConfig,
+    ParityResult,
+    build_references,
+    check_backend,
+    count_words,
+    gate,
+    load_wer_sets,
+)
 from .targets import get_target
 
 DEFAULT_BUCKETS = (1000, 2000, 3000)  # static TFLite encoder lengths in mel frames (10, 20, 30 s)
@@ -38,17 +47,18 @@ class ExportOptions:
     # int8 variants: also quantize the encoder's two front-end conv1d layers. Off: measured on tiny.en (7 real
     # clips, 33 s; one thread), int8 convs raised the RMS error of the encoder's output (cross K/V vs fp32) in
     # every format (ONNX 0.112 -> 0.133, OpenVINO 0.036 -> 0.048, TFLite 0.055 -> 0.076), cut TFLite's greedy
-    # token agreement with PyTorch from 98.2% to 86.0% (identical clips 6/7 -> 5/7) and made ONNX's encoder
-    # slower (ConvInteger: 369 vs 322 ms per 30 s); WER was unchanged (ONNX 0.0 float vs 2.1 int8, OpenVINO and
+    # token agreement with PyTorch (position-wise) from 98.2% to 86.0% (identical clips 6/7 -> 5/7) and made ONNX's
+    # encoder slower (ConvInteger: 369 vs 322 ms per 30 s); WER was unchanged (ONNX 0.0 float vs 2.1 int8, OpenVINO and
     # TFLite 2.1 both, PyTorch 2.1) and OpenVINO / TFLite encoder time equal. Float convs cost 1.6 MB (~4%).
     quantize_convs: bool = False
     # onnx-int8 encoder: "dynamic", "weight_only" or "auto". auto: when the dynamic scheme (activations quantized
     # per tensor) fails the parity gate, re-quantize the encoder weight-only (MatMulNBits, activations per block)
     # and gate again; the decoder stays dynamic, whose tied int8 projection keeps its memory low. Measured on a
-    # 221-step base-e6d2 student (7 clips, PyTorch WER 37.2 %): dynamic encoder + decoder, token agreement 0.689,
-    # WER 39.4 % (fails); fp32 encoder + dynamic decoder 0.978 / 36.2 %; weight-only encoder + dynamic decoder
-    # 0.966 / 35.1 % (passes). The weight-only encoder is slower than the dynamic one (92 vs 58 ms per 10 s,
-    # 2 threads; fp32 127 ms), hence only as the fallback.
+    # 221-step base-e6d2 student (7 clips, PyTorch WER 37.2 %; token agreement position-wise, as the gate measured
+    # it then): dynamic encoder + decoder, token agreement 0.689, WER 39.4 % (fails); fp32 encoder + dynamic
+    # decoder 0.978 / 36.2 %; weight-only encoder + dynamic decoder 0.966 / 35.1 % (passes). The weight-only
+    # encoder is slower than the dynamic one (92 vs 58 ms per 10 s, 2 threads; fp32 127 ms), hence only as the
+    # fallback.
     onnx_int8_encoder: str = "auto"
 
     def __post_init__(self) -> None:
@@ -155,11 +165,42 @@ class _Builder:
         raise ExportError(f"unknown format {fmt!r}")
 
 
-def _load_clips(names: tuple[str, ...]) -> list[tuple[str, object, str]]:
+def _load_clips(names: tuple[str, ...]) -> list[EvalClip]:
     from edge_askd.real_clips import REAL_CLIPS, fetch_clip
     from edge_askd_runtime.audio import load_audio
 
-    return [(name, load_audio(fetch_clip(name)), REAL_CLIPS[name].text) for name in names]
+    return [EvalClip(name, load_audio(fetch_clip(name)), REAL_CLIPS[name].text) for name in names]
+
+
+def _summary(refs: list[ClipReference]) -> dict:
+    """Clips, words, seconds and PyTorch's WER of one reference set (for the manifest's parity_clips)."""
+    from edge_askd_runtime.scoring import wer
+
+    texts = [r.reference_text for r in refs]
+    return {
+        "clips": len(refs),
+        "words": count_words(texts),
+        "seconds": round(sum(r.audio_seconds for r in refs), 2),
+        "pytorch_wer": 100.0 * wer(texts, [r.text for r in refs]),
+    }
+
+
+def _parity_summary(parity: ParityConfig, fp32_refs: list[ClipReference], wer_refs: list[ClipReference]) -> dict:
+    """manifest["parity_clips"]: what each gate was judged on (dynamic-input references; TFLite's bucketed
+    inputs of an unpadded model have their own PyTorch WER in each variant's parity.sets)."""
+    sets = {}
+    for name in dict.fromkeys(r.set for r in wer_refs):
+        sets[name] = _summary([r for r in wer_refs if r.set == name])
+    return {
+        "fp32": {"names": list(parity.clips), **_summary(fp32_refs), "max_logit_diff": parity.fp32_max_logit_diff},
+        "quantized": {
+            **_summary(wer_refs),
+            "sets": sets,
+            "max_clips_per_set": parity.max_clips_per_set if parity.wer_sets else None,
+            "budget_abs_wer": parity.wer_budget,
+            "min_token_agreement": parity.min_token_agreement,
+        },
+    }
 
 
 def export_checkpoint(
@@ -193,26 +234,38 @@ def export_checkpoint(
     detok = Detokenizer.from_file(out / "tokenizer.json", first_special=settings.eos)
 
     clips = _load_clips(options.parity.clips)
-    # References per input builder: the dynamic-axis formats and the static TFLite buckets see different mels
-    # for unpadded (student) models, and each is compared with PyTorch on exactly its own input.
-    references: dict[tuple[int, ...], list] = {}
+    # The quantized gate's clips: the real WER sets, or the fp32 clips when none are configured (legacy gate).
+    wer_clips = load_wer_sets(options.parity) if options.parity.wer_sets else None
+    # References per (gate, input builder), each built once and shared by every variant that uses it: the
+    # dynamic-axis formats and the static TFLite buckets see different mels for unpadded (student) models, and
+    # each is compared with PyTorch on exactly its own input. Only the fp32 clips keep teacher-forced logits.
+    references: dict[tuple[bool, tuple[int, ...]], list[ClipReference]] = {}
+    reference_seconds = {False: 0.0, True: 0.0}  # PyTorch's share of the gate's cost, per gate (True: WER sets)
 
-    def refs_for(variant_buckets: list[int] | None) -> list:
+    def refs_for(variant_buckets: list[int] | None, quantized: bool = False) -> list[ClipReference]:
         # Padded (teacher) inputs ignore buckets: one reference serves every format.
         key = () if padded else tuple(variant_buckets or ())
-        if key not in references:
-            references[key] = build_references(
+        use_wer_sets = quantized and wer_clips is not None
+        if (use_wer_sets, key) not in references:
+            started = time.perf_counter()
+            references[(use_wer_sets, key)] = build_references(
                 model,
-                clips,
+                wer_clips if use_wer_sets else clips,
                 settings,
                 lambda audio: model_mel(audio, padded, dims.n_mels, list(key), manifest["mel"]["tail_frames"]),
                 detok,
+                with_logits=not use_wer_sets,
             )
-        return references[key]
+            reference_seconds[use_wer_sets] += time.perf_counter() - started
+        return references[(use_wer_sets, key)]
 
     wanted = list(tgt.variants)
     builder = _Builder(model, dims, out, buckets, options)
-    fp32_wer: dict[str, float] = {}  # per format: TFLite's bucketed input differs from the dynamic formats'
+    # Per format (TFLite's bucketed input differs from the dynamic formats'): the fp32 variant's WER, the quantized
+    # budget's baseline when both gates judge the same clips (legacy gate). With the WER sets the fp32 variant is
+    # not decoded on them (it passed the strict gate: its tokens are PyTorch's), so PyTorch on the same input is
+    # the baseline, as gate() does for a format without an fp32 variant.
+    fp32_wer: dict[str, float] = {}
     for fmt, precision in sorted(wanted, key=lambda v: v[1] != "fp32"):  # fp32 first: baseline for the budget
         start = time.perf_counter()
         first_scheme = "weight_only" if options.onnx_int8_encoder == "weight_only" else "dynamic"
@@ -253,13 +306,15 @@ def export_checkpoint(
             "valid": False,
         }
         add_files(manifest, out, variant_files(variant), fmt, precision)
-        refs = refs_for(variant_buckets)
+        refs = refs_for(variant_buckets, quantized=precision != "fp32")
 
         def check(precision_hint: str | None, variant=variant, refs=refs, fmt=fmt, precision=precision):
+            started = time.perf_counter()
             spec = backend_spec(out, manifest, variant, threads=options.threads, precision_hint=precision_hint)
             backend = load_backend(fmt, spec)
             result = check_backend(backend, refs, settings, detok, [tuple(s) for s in variant["io"]["cache_shapes"]])
             result = gate(result, precision, options.parity, fp32_wer.get(fmt))
+            result.seconds = round(time.perf_counter() - started, 2)
             return result, getattr(backend, "inference_precision", None)
 
         if fmt == "openvino":
@@ -268,19 +323,22 @@ def export_checkpoint(
             result, _ = check(None)
             if fmt == "onnx" and precision == "int8" and not result.passed and options.onnx_int8_encoder == "auto":
                 result = _weight_only_encoder_retry(builder, manifest, out, variant, check, result)
-        if precision == "fp32" and result.passed:
+        if precision == "fp32" and result.passed and wer_clips is None:
             fp32_wer[fmt] = result.wer
         variant["parity"] = result.to_dict()
         variant["valid"] = result.passed
         manifest["variants"].append(variant)
     order = {v: i for i, v in enumerate(wanted)}
     manifest["variants"].sort(key=lambda v: order.get((v["format"], v["precision"]), len(order)))
-    manifest["parity_clips"] = {
-        "clips": list(options.parity.clips),
-        "seconds": round(sum(len(a) for _, a, _ in clips) / SAMPLE_RATE, 2),
-        "pytorch_wer": 100.0 * _reference_wer(refs_for(None)),
-        "budget_abs_wer": options.parity.wer_budget,
-    }
+    # The quantized references as built (dynamic input first); none built (no quantized variant got as far as its
+    # gate) gives an empty summary rather than a 158-clip PyTorch pass for the manifest alone.
+    quantized = wer_clips is not None
+    built = [refs for (q, key), refs in sorted(references.items(), key=lambda kv: kv[0][1]) if q == quantized]
+    summary = _parity_summary(options.parity, refs_for(None), built[0] if built else [])
+    summary["fp32"]["pytorch_seconds"] = round(reference_seconds[False], 1)
+    if quantized:
+        summary["quantized"]["pytorch_seconds"] = round(reference_seconds[True], 1)
+    manifest["parity_clips"] = summary
     path = write_manifest(manifest, out)
     if not any(v["valid"] for v in manifest["variants"]):
         reasons = "; ".join(
@@ -354,9 +412,3 @@ def runs_in(variant: dict) -> str | None:
     if runtime.get("precision_hint") and failed:
         return f"{runtime['checked_in']} ({failed['ran_in']}: WER {failed['wer']:.1f} %)"
     return runtime["checked_in"]
-
-
-def _reference_wer(refs) -> float:
-    from edge_askd_runtime.scoring import wer
-
-    return wer([r.reference_text for r in refs], [r.text for r in refs])
