@@ -45,9 +45,9 @@ def measure(model: str, margins: list[int], sets: dict, threads: int, teacher: s
         import tempfile
 
         student, _, teacher_dir = student_from_preset(model)
-        tmp = Path(tempfile.mkdtemp(prefix="tail-margin-"))
-        save_student(student, tmp, teacher_dir)
-        tr = HFTranscriber(str(tmp), threads=threads)
+        with tempfile.TemporaryDirectory(prefix="tail-margin-") as tmp:  # loaded into memory, then deleted
+            save_student(student, tmp, teacher_dir)
+            tr = HFTranscriber(tmp, threads=threads)
         teacher = teacher or f"teacher:{resolve_preset(model).teacher}"
     rows = []
     ref = HFTranscriber(teacher, threads=threads)
