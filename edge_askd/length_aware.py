@@ -114,3 +114,11 @@ def decode(model: nn.Module, decoder_input_ids: torch.Tensor, enc: EncoderOutput
 def decode_logits(model: nn.Module, decoder_input_ids: torch.Tensor, enc: EncoderOutput) -> torch.Tensor:
     """Teacher-forced decoder logits [B, L, V] (see `decode`)."""
     return decode(model, decoder_input_ids, enc).logits
+
+
+def teacher_forced(
+    model: nn.Module, mel: torch.Tensor, decoder_input_ids: torch.Tensor, frame_lengths: torch.Tensor | None = None
+) -> DecoderOutput:
+    """Encoder + teacher-forced decoder in one call: a student on its unpadded mel (with `frame_lengths` for a
+    padded batch) or a teacher on its 30 s one (all 3000 frames valid: no lengths needed)."""
+    return decode(model, decoder_input_ids, encode(model.model.encoder, mel, frame_lengths))

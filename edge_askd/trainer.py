@@ -35,7 +35,7 @@ from edge_askd_runtime.errors import EdgeAskdError
 
 from .distill_config import DistillConfig, add_distill_parser, load_config
 from .distill_data import BatchStream, ClipAugment, ClipConcat, DistillDataset, TargetBuilder, collate, read_clips
-from .length_aware import decode, encode
+from .length_aware import teacher_forced
 from .losses import TopK, ce_loss, combine, hidden_mse_loss, kd_loss, teacher_topk, topk_kd_loss
 from .schedules import Schedules
 from .student import (
@@ -75,7 +75,7 @@ class StudentForward(nn.Module):
     def forward(
         self, mel: torch.Tensor, frames: torch.Tensor, dec_in: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        out = decode(self.model, dec_in, encode(self.model.model.encoder, mel, frames))
+        out = teacher_forced(self.model, mel, dec_in, frames)
         return out.logits, out.hidden
 
 
@@ -200,8 +200,7 @@ class TeacherCache:
         for start in range(0, len(dataset), batch_size):
             batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))], pad)
             with torch.inference_mode():
-                enc = encode(teacher.model.encoder, batch["teacher_mel"].to(device))
-                logits = decode(teacher, batch["dec_in"].to(device), enc).logits
+                logits = teacher_forced(teacher, batch["teacher_mel"].to(device), batch["dec_in"].to(device)).logits
             top = teacher_topk(logits, k, temperature)
             for row, index in enumerate(batch["index"].tolist()):
                 keep = batch["mask"][row].bool().to(device)
@@ -386,8 +385,7 @@ class Trainer:
         for name, ctx in (("fp32", nullcontext), ("bf16", bf16)):
             t0 = time.perf_counter()
             with torch.no_grad(), ctx():
-                enc = encode(self.teacher.model.encoder, batch["teacher_mel"])
-                argmax[name] = decode(self.teacher, batch["dec_in"], enc).logits.argmax(-1)
+                argmax[name] = teacher_forced(self.teacher, batch["teacher_mel"], batch["dec_in"]).logits.argmax(-1)
             timings[name] = time.perf_counter() - t0
         mask = batch["mask"].bool()
         agree = float((argmax["fp32"] == argmax["bf16"])[mask].float().mean())
@@ -514,8 +512,9 @@ class Trainer:
                 self_kd = None
                 if beta > 0:
                     with torch.no_grad(), self.autocast():
-                        enc = encode(self.self_teacher.model.encoder, batch["student_mel"], batch["frames"])
-                        s_logits = decode(self.self_teacher, batch["dec_in"], enc).logits
+                        s_logits = teacher_forced(
+                            self.self_teacher, batch["student_mel"], batch["dec_in"], batch["frames"]
+                        ).logits
                     self_kd = kd_loss(logits, s_logits, batch["mask"], cfg.self_kd_temperature)
                 terms = combine(ce, kd, self_kd, lam, beta, cfg.effective_ce_weight, hid, cfg.hidden_weight)
                 (terms.total / cfg.grad_accum).backward()
@@ -548,7 +547,7 @@ class Trainer:
             argmax = top.ids[..., 0]
         else:
             with torch.no_grad(), self.teacher_autocast():
-                out = decode(self.teacher, batch["dec_in"], encode(self.teacher.model.encoder, batch["teacher_mel"]))
+                out = teacher_forced(self.teacher, batch["teacher_mel"], batch["dec_in"])
             argmax, t_hidden = out.logits.argmax(-1), out.hidden
         keep = teacher_agreement(argmax, batch["labels"], mask) >= cfg.kd_min_teacher_acc
         kd_mask = mask * keep[:, None].to(mask.dtype)
@@ -587,10 +586,9 @@ class Trainer:
         for i in range(self._limit(len(self.dev_set))):
             b = self._move(collate([self.dev_set[i]], self.pad_id))
             if padded:
-                enc = encode(model.model.encoder, b["teacher_mel"])
+                logits = teacher_forced(model, b["teacher_mel"], b["dec_in"]).logits
             else:
-                enc = encode(model.model.encoder, b["student_mel"], b["frames"])
-            logits = decode(model, b["dec_in"], enc).logits
+                logits = teacher_forced(model, b["student_mel"], b["dec_in"], b["frames"]).logits
             n = int(b["mask"].sum())
             total += float(ce_loss(logits, b["labels"], b["mask"])) * n
             count += n
