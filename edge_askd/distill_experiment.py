@@ -168,9 +168,10 @@ def run_method(method: str, overrides: list[str], config: Path, log: Path) -> fl
     return time.perf_counter() - t0
 
 
-def score_model(model: str, sets: dict[str, Path], threads: int) -> dict[str, float]:
+def score_model(model: str, sets: dict[str, Path], threads: int, hyp_dir: Path | None = None) -> dict[str, float]:
     """WER and repeated 4-gram rate per real/synthetic set and the probe hallucination rate, with the PyTorch
-    transcriber (a student with its tail margin, a teacher on its 30 s window)."""
+    transcriber (a student with its tail margin, a teacher on its 30 s window). With hyp_dir, every clip's
+    reference and hypothesis go to hyp_dir/<set>.jsonl, to see where the errors are."""
     from edge_askd_runtime.scoring import repeated_ngram_rate, wer
 
     from .hf_transcriber import HFTranscriber
@@ -181,6 +182,11 @@ def score_model(model: str, sets: dict[str, Path], threads: int) -> dict[str, fl
     for name, manifest in sets.items():
         rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()]
         hyps = [tr.transcribe(r["audio"]).text for r in rows]
+        if hyp_dir is not None:
+            hyp_dir.mkdir(parents=True, exist_ok=True)
+            pairs = zip(rows, hyps, strict=True)
+            scored = [{"audio": r["audio"], "reference": r["text"], "hypothesis": h} for r, h in pairs]
+            _write_jsonl(hyp_dir / f"{name}.jsonl", scored)
         if name == "probes":
             row["probe_hallucination_rate"] = sum(hallucinated(r["text"], h) for r, h in zip(rows, hyps, strict=True))
             row["probe_hallucination_rate"] /= len(rows)

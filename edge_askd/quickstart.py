@@ -29,6 +29,12 @@ from edge_askd_runtime.errors import EdgeAskdError
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "configs" / "askd-base-dyn.toml"
+METHOD_WORDS = {
+    "askd": "ASKD (decaying teacher weight, then EMA self-distillation)",
+    "askd_decay": "ASKD's decaying teacher weight alone (no self-distillation)",
+    "static_kd": "static KD (a constant teacher weight)",
+    "ce": "cross-entropy only (no teacher)",
+}
 STAGES = ("data", "distill", "export", "accuracy", "bench", "transcribe", "report")
 # Real speech no student trained on, scored for the student and its padded teacher side by side.
 ACCURACY_SETS = ("clean-en", "telephone-dev", "parity-7", "probes")
@@ -44,6 +50,7 @@ class QuickstartConfig:
     out: Path = Path("quickstart")
     budget_min: float = 20.0  # wall time of the distillation stage (the other stages take ~10 min together)
     student: str = "base-dyn"
+    method: str = "askd"  # ce | static_kd | askd_decay | askd: the same budget for a baseline
     target: str = "auto"  # export target; auto = this machine's (x86, rpi4, rpi5, jetson-orin)
     synth_clips: int = 1500  # synthetic training clips (~3 s each); real telephone prompts are added
     synth_dev_clips: int = 40
@@ -63,7 +70,7 @@ class QuickstartConfig:
         """The settings a stage depends on (its cache key), so changing --repeats does not redo distillation."""
         keys = {
             "data": ("synth_clips", "synth_dev_clips", "eval_clips", "seed"),
-            "distill": ("budget_min", "student", "max_steps", "batch_size", "lr", "threads", "seed"),
+            "distill": ("budget_min", "student", "method", "max_steps", "batch_size", "lr", "threads", "seed"),
             "export": ("target", "threads"),
             "accuracy": ("threads", "accuracy_clips"),
             "bench": ("peers", "lengths_s", "repeats", "threads"),
@@ -165,7 +172,7 @@ def stage_data(cfg: QuickstartConfig, stage_dir: Path) -> dict:
 
 def _distill_overrides(cfg: QuickstartConfig, manifests: dict, out: Path, steps: int) -> list[str]:
     return [
-        "method=askd",
+        f"method={cfg.method}",
         f"student={cfg.student}",
         f"train_manifest={json.dumps(manifests['train'])}",
         f"dev_manifest={json.dumps(manifests['dev_eval'])}",
@@ -302,7 +309,10 @@ def stage_accuracy(cfg: QuickstartConfig, manifests: dict, student: str, stage_d
     if cfg.accuracy_clips:
         sets = {name: _first_rows(path, cfg.accuracy_clips, stage_dir) for name, path in sets.items()}
     teacher = f"teacher:{resolve_preset(cfg.student).teacher}"
-    table = {"student": score_model(student, sets, cfg.threads), "teacher": score_model(teacher, sets, cfg.threads)}
+    table = {
+        who: score_model(model, sets, cfg.threads, hyp_dir=stage_dir / "hypotheses" / who)
+        for who, model in (("student", student), ("teacher", teacher))
+    }
     out = stage_dir / "accuracy.json"
     record = {"teacher": teacher, "sets": list(sets), "clips": _clip_counts(sets), "scores": table}
     _atomic_json(out, record)
@@ -491,8 +501,8 @@ def stage_report(cfg: QuickstartConfig, pipeline: Pipeline, stage_dir: Path) -> 
         "",
         "## Student",
         "",
-        f"- `{cfg.student}` distilled from its Whisper teacher with ASKD (decaying teacher weight, then EMA "
-        f"self-distillation): {d['steps']} steps of batch {cfg.batch_size}, {d['sec_per_step']:.1f} s per step; "
+        f"- `{cfg.student}` distilled from its Whisper teacher with {METHOD_WORDS[cfg.method]}: "
+        f"{d['steps']} steps of batch {cfg.batch_size}, {d['sec_per_step']:.1f} s per step; "
         f"kept the {d.get('kept') or 'student'} weights.",
         f"- End of training: real dev WER {100 * (d['dev_wer'] or 0):.1f} % ({cfg.eval_clips} clips), "
         f"probe hallucination rate {100 * (d['probe_hallucination_rate'] or 0):.0f} %.",
@@ -605,6 +615,12 @@ def add_quickstart_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=d.out, help="working and report directory (default %(default)s)")
     p.add_argument("--fresh", action="store_true", help="delete --out first and start over")
     p.add_argument("--student", default=d.student, help="student preset (edge_askd/student.py)")
+    p.add_argument(
+        "--method",
+        default=d.method,
+        choices=("ce", "static_kd", "askd_decay", "askd"),
+        help="distillation objective (default %(default)s); the others are baselines at the same budget",
+    )
     p.add_argument("--target", default=d.target, help="export target, or auto for this machine")
     p.add_argument("--steps", type=int, default=0, help="fixed number of steps instead of the time budget")
     p.add_argument("--synth-clips", type=int, default=d.synth_clips)
@@ -621,6 +637,7 @@ def run_quickstart_command(args) -> int:
         out=args.out,
         budget_min=args.budget,
         student=args.student,
+        method=args.method,
         target=args.target,
         max_steps=args.steps,
         synth_clips=args.synth_clips,

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
+
+# Whisper's normaliser reads a spelled digit string ("two nine three four zero") as one number, "29340", but
+# leaves the same digits written out ("2 9 3 4 0") as five words: one reading, five errors. Joining runs of
+# single digits makes the two spellings score alike, on both sides of the comparison.
+_DIGIT_RUN = re.compile(r"\b\d(?: \d\b)+")
 
 
 @lru_cache(maxsize=1)
@@ -13,7 +19,7 @@ def _normaliser():
 
 
 def normalise(text: str) -> str:
-    return _normaliser()(text)
+    return _DIGIT_RUN.sub(lambda m: m.group(0).replace(" ", ""), _normaliser()(text))
 
 
 def wer(references: list[str], hypotheses: list[str]) -> float:
