@@ -55,6 +55,7 @@ experiment: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/vermin --no-tips --violations --eval-annotations -t=3.10- edge_askd runtimes export benchmarks tests
 
 test: setup lint
 	$(BIN)/python -m pytest -q

@@ -14,8 +14,6 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
-
 from edge_askd_runtime.errors import EdgeAskdError
 from edge_askd_runtime.features import MAX_TAIL_FRAMES
 
@@ -219,14 +217,28 @@ def apply(cfg: DistillConfig, values: dict, where: str) -> DistillConfig:
     return cfg
 
 
+def _toml():
+    """tomllib (Python >= 3.11) or its backport tomli: imported when a config is read, so that every command's
+    parser still loads on Python 3.10 (JetPack 6) without the backport."""
+    try:
+        import tomllib  # novermin: guarded, tomli below on 3.10
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise EdgeAskdError("reading a TOML config on Python 3.10 needs tomli: pip install tomli") from None
+    return tomllib
+
+
 def parse_override(text: str) -> tuple[str, object]:
     """`key=value`; the value is read as a TOML value (1e-4, true, "x"), else taken as a bare string."""
     if "=" not in text:
         raise EdgeAskdError(f"--set {text!r}: expected key=value")
     key, raw = (s.strip() for s in text.split("=", 1))
+    toml = _toml()
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+        value = toml.loads(f"v = {raw}")["v"]
+    except toml.TOMLDecodeError:
         value = raw
     return key, value
 
@@ -238,9 +250,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         p = Path(path)
         if not p.is_file():
             raise EdgeAskdError(f"{p}: config file not found; see configs/askd-base-e4d2.toml for an example")
+        toml = _toml()
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
+            data = toml.loads(p.read_text(encoding="utf-8"))
+        except toml.TOMLDecodeError as exc:
             raise EdgeAskdError(f"{p}: not valid TOML ({exc}); fix the file") from None
         where = str(p)
         apply(cfg, _flatten(data, where), where)
