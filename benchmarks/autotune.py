@@ -29,21 +29,27 @@ def choose(result: dict, wer_budget: float = 0.01, length_s: float = 5.0, kinds=
 
 
 def write_device_default(row: dict, path: Path | None = None) -> Path:
+    """The chosen row as this device's default: for an export, its absolute path (so it works from any directory)
+    with the backend, precision and threads it was measured with, which `transcribe` and `listen` then use."""
     path = path or cache_root() / DEVICE_DEFAULT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
+    default = {
+        "candidate": row["candidate"],
+        "model": row["model"],
+        "threads": row.get("threads"),
+        "wer": row["wer"],
+        "e2e_ms": row["e2e_ms"]["median"],
+        "audio_s": row["audio_s"],
+    }
+    if row.get("kind") == "runtime":  # candidate "runtime:DIR:BACKEND:PRECISION" (candidates.parse_candidate)
+        export_dir, backend, precision = (row["candidate"].split(":", 1)[1].split(":") + ["", ""])[:3]
+        default |= {
+            "model": str(Path(export_dir).resolve()),
+            "backend": backend or None,
+            "precision": precision or None,
+        }
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(
-        json.dumps(
-            {
-                "candidate": row["candidate"],
-                "model": row["model"],
-                "wer": row["wer"],
-                "e2e_ms": row["e2e_ms"]["median"],
-                "audio_s": row["audio_s"],
-            },
-            indent=2,
-        )
-    )
+    tmp.write_text(json.dumps(default, indent=2))
     tmp.replace(path)
     return path
 

@@ -15,25 +15,51 @@ from edge_askd_runtime.errors import EdgeAskdError
 DEFAULT_MODEL = "teacher:base"
 
 
-def load_transcriber(model: str | None, threads: int | None = None, language: str = "en"):
+def load_transcriber(
+    model: str | None,
+    threads: int | None = None,
+    language: str = "en",
+    backend: str | None = None,
+    precision: str | None = None,
+):
     """An export directory runs on the torch-free runtime; a teacher or checkpoint runs on PyTorch.
-    With no --model, the device default chosen by `edge-askd bench --autotune` is used, else teacher:base."""
+    With no --model, the device default chosen by `edge-askd bench --autotune` is used (its export, backend,
+    precision and threads; flags given on the command line win), else teacher:base."""
     if model is None:
         from edge_askd_bench.autotune import read_device_default
 
         default = read_device_default()
-        model = default["model"] if default else DEFAULT_MODEL
+        if default:
+            model = default["model"]
+            if not Path(model).exists() and not model.startswith("teacher:"):
+                raise EdgeAskdError(
+                    f"{model}: this device's autotuned model is gone; pass --model or re-run edge-askd bench --autotune"
+                )
+            backend = backend or default.get("backend")
+            precision = precision or default.get("precision")
+            threads = threads or default.get("threads")
+        else:
+            model = DEFAULT_MODEL
     if (Path(model) / "manifest.json").is_file():
         from edge_askd_runtime.transcriber import Transcriber
 
-        return Transcriber(model, threads=threads)
-    try:
-        from .hf_transcriber import HFTranscriber
+        return Transcriber(model, backend=backend or "auto", precision=precision, threads=threads)
+    if Path(model).is_dir() and not (Path(model) / "config.json").is_file():
+        raise EdgeAskdError(f"{model}: not an export directory (no manifest.json) nor a checkpoint (no config.json)")
+    if backend or precision:
+        raise EdgeAskdError(f"{model}: --backend and --precision choose a variant of an export directory")
+    try:  # a board has no PyTorch: say so (or that the path is mistyped) before anything imports it
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
     except ImportError as exc:
+        if not model.startswith("teacher:") and not Path(model).exists():
+            raise EdgeAskdError(f"{model}: no such export directory; pass --model DIR with a manifest.json") from None
         raise EdgeAskdError(
             f"model {model!r} needs PyTorch ({exc.name} is not installed): pip install 'edge-askd[train]', "
             "or on a board pass an export directory with --model"
         ) from None
+    from .hf_transcriber import HFTranscriber
+
     return HFTranscriber(model, threads=threads, language=language)
 
 
@@ -48,7 +74,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
             args.output_dir.mkdir(parents=True, exist_ok=True)  # fail before the model load, not after
         except OSError as exc:
             raise EdgeAskdError(f"{args.output_dir}: cannot create output directory ({exc.strerror})") from None
-    transcriber = load_transcriber(args.model, threads=args.threads, language=args.language)
+    transcriber = load_transcriber(args.model, args.threads, args.language, args.backend, args.precision)
     failures = 0
     stems: dict[str, int] = {}
     for path in args.files:
@@ -94,7 +120,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     if args.list_devices:
         print("\n".join(list_input_devices()) or "no input devices found")
         return 0
-    transcriber = load_transcriber(args.model, threads=args.threads, language=args.language)
+    transcriber = load_transcriber(args.model, args.threads, args.language, args.backend, args.precision)
     device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
     config = ListenConfig(device=device, endpoint_ms=args.endpoint_ms, max_seconds=args.max_seconds, output=args.output)
     tty = sys.stderr.isatty()
@@ -139,6 +165,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--language", default="en", help="language code for multilingual models (default: en)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: library default)")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "onnxruntime", "openvino", "litert"),
+        default=None,
+        help="runtime for an export directory (default: the autotuned one, else the first valid variant)",
+    )
+    p.add_argument("--precision", default=None, help="variant precision of an export: fp32, fp16, int8 (default: best)")
 
 
 def build_parser() -> argparse.ArgumentParser:

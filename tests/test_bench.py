@@ -79,6 +79,14 @@ def test_autotune_picks_fastest_runtime_within_budget(tmp_path):
     assert read_device_default(path)["candidate"] == "runtime:a"
 
 
+def test_autotune_keeps_backend_precision_threads_and_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    row = _row("runtime:exports/x86:openvino:int8", "runtime", 0.05, 120) | {"threads": 2}
+    default = read_device_default(write_device_default(row, tmp_path / "device.json"))
+    assert default["model"] == str(tmp_path / "exports" / "x86")
+    assert (default["backend"], default["precision"], default["threads"]) == ("openvino", "int8", 2)
+
+
 def test_autotune_refuses_when_nothing_qualifies():
     with pytest.raises(EdgeAskdError, match="within 1.0 WER points"):
         choose({"rows": [_row("pytorch:teacher:base", "pytorch", 0.05, 1000), _row("runtime:x", "runtime", 0.2, 9)]})

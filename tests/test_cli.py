@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from edge_askd.real_clips import REAL_CLIPS
+from edge_askd_runtime.errors import EdgeAskdError
 from edge_askd_runtime.scoring import wer
 
 
@@ -49,3 +50,41 @@ def test_errors_are_one_line(args, message):
     assert "Traceback" not in proc.stderr
     assert message in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if line.startswith("edge-askd: error:")]) == 1
+
+
+def test_the_autotuned_default_brings_its_backend_precision_and_threads(teacher_export, tmp_path, monkeypatch):
+    from edge_askd.cli import load_transcriber
+
+    monkeypatch.setenv("EDGE_ASKD_CACHE", str(tmp_path))
+    default = {"model": str(teacher_export), "backend": "onnxruntime", "precision": "fp32", "threads": 1}
+    (tmp_path / "device.json").write_text(json.dumps(default))
+    chosen = load_transcriber(None)
+    assert (chosen.variant["format"], chosen.variant["precision"]) == ("onnx", "fp32")
+    assert chosen.backend.encoder.get_session_options().intra_op_num_threads == 1
+    assert load_transcriber(None, precision="int8").variant["precision"] == "int8"  # the command line wins
+    (tmp_path / "device.json").write_text(json.dumps(default | {"model": str(tmp_path / "gone")}))
+    with pytest.raises(EdgeAskdError, match="autotuned model is gone; pass --model or re-run"):
+        load_transcriber(None)
+
+
+def test_a_mistyped_export_path_on_a_board_without_torch_is_one_line(tmp_path):
+    # A board install has no torch: refuse its import as such an interpreter would.
+    script = (
+        "import sys\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "from edge_askd.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    clip = tmp_path / "x.wav"
+    clip.write_bytes(b"")
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "transcribe", str(clip), "--model", "exports/rpi5-typo"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "exports/rpi5-typo: no such export directory; pass --model DIR with a manifest.json" in proc.stderr
