@@ -15,7 +15,7 @@ export PIP_NO_CACHE_DIR := 1
 # and the test suite writes ~2 GB of exports: refuse early with one line instead of pip's ENOSPC half-way through.
 MIN_FREE_GB ?= 6
 
-.PHONY: setup disk-check system-packages demo experiment test lint clean
+.PHONY: setup disk-check system-packages demo experiment test lint wheel clean
 .DEFAULT_GOAL := demo
 
 system-packages:
@@ -59,6 +59,12 @@ lint: setup
 
 test: setup lint
 	$(BIN)/python -m pytest -q
+
+# The package for a board: dist/edge_askd-VERSION-py3-none-any.whl, installed there with its extras
+# (README, "On the board"). Pure Python: one wheel serves every board.
+wheel: setup
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
+	@ls dist/*.whl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -42,11 +42,12 @@ def write_device_default(row: dict, path: Path | None = None) -> Path:
         "audio_s": row["audio_s"],
     }
     if row.get("kind") == "runtime":  # candidate "runtime:DIR:BACKEND:PRECISION" (candidates.parse_candidate)
-        export_dir, backend, precision = (row["candidate"].split(":", 1)[1].split(":") + ["", ""])[:3]
+        export_dir, backend, precision, device = (row["candidate"].split(":", 1)[1].split(":") + ["", "", ""])[:4]
         default |= {
             "model": str(Path(export_dir).resolve()),
             "backend": backend or None,
             "precision": precision or None,
+            "device": device or row.get("device") or None,
         }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(default, indent=2))

@@ -115,10 +115,12 @@ class FasterWhisperCandidate:
 
 
 class RuntimeCandidate:
-    def __init__(self, export_dir: str, backend: str, precision: str | None, threads: int) -> None:
+    def __init__(
+        self, export_dir: str, backend: str, precision: str | None, threads: int, device: str = "auto"
+    ) -> None:
         from edge_askd_runtime.transcriber import Transcriber
 
-        self.transcriber = Transcriber(export_dir, backend=backend, precision=precision, threads=threads)
+        self.transcriber = Transcriber(export_dir, backend=backend, precision=precision, threads=threads, device=device)
         self.info = {"kind": "runtime", "model": export_dir, **self.transcriber.describe()}
 
     def transcribe(self, audio: np.ndarray) -> RunResult:
@@ -126,14 +128,16 @@ class RuntimeCandidate:
         return RunResult(result.text, len(result.tokens), result.timings["total"], result.timings.get("encode"))
 
 
-def runtime_candidates(export_dir: str | Path) -> list[str]:
-    """One candidate per valid artifact of an export directory whose runtime is installed here."""
+def runtime_candidates(export_dir: str | Path, device: str = "auto") -> list[str]:
+    """One candidate per valid artifact of an export directory whose runtime is installed here
+    ("runtime:DIR:BACKEND:PRECISION", plus ":DEVICE" unless auto)."""
     from edge_askd_runtime.backends import BACKEND_FORMATS, runtime_available
     from edge_askd_runtime.transcriber import read_manifest
 
     backend_of = {fmt: backend for backend, fmt in BACKEND_FORMATS.items()}
     variants = [v for v in read_manifest(export_dir)["variants"] if v.get("valid") and runtime_available(v["format"])]
-    return [f"runtime:{export_dir}:{backend_of[v['format']]}:{v['precision']}" for v in variants]
+    suffix = "" if device == "auto" else f":{device}"
+    return [f"runtime:{export_dir}:{backend_of[v['format']]}:{v['precision']}{suffix}" for v in variants]
 
 
 def build_candidate(spec: str, threads: int) -> Candidate:
@@ -144,8 +148,8 @@ def build_candidate(spec: str, threads: int) -> Candidate:
         model, _, compute_type = rest.partition(":")
         return FasterWhisperCandidate(model, compute_type or "int8", threads)
     if kind == "runtime" and rest:
-        path, backend, precision = (rest.split(":") + ["", ""])[:3]
-        return RuntimeCandidate(path, backend or "auto", precision or None, threads)
+        path, backend, precision, device = (rest.split(":") + ["", "", ""])[:4]
+        return RuntimeCandidate(path, backend or "auto", precision or None, threads, device or "auto")
     raise EdgeAskdError(
         f"unknown benchmark candidate {spec!r}; use pytorch:teacher:base, faster-whisper:base:int8 or runtime:DIR"
     )

@@ -18,9 +18,11 @@ DEFAULT_MODEL = "teacher:base"
 def load_transcriber(
     model: str | None,
     threads: int | None = None,
-    language: str = "en",
+    language: str | None = None,
     backend: str | None = None,
     precision: str | None = None,
+    device: str | None = None,
+    task: str | None = None,
 ):
     """An export directory runs on the torch-free runtime; a teacher or checkpoint runs on PyTorch.
     With no --model, the device default chosen by `edge-askd bench --autotune` is used (its export, backend,
@@ -38,16 +40,25 @@ def load_transcriber(
             backend = backend or default.get("backend")
             precision = precision or default.get("precision")
             threads = threads or default.get("threads")
+            device = device or default.get("device")
         else:
             model = DEFAULT_MODEL
     if (Path(model) / "manifest.json").is_file():
         from edge_askd_runtime.transcriber import Transcriber
 
-        return Transcriber(model, backend=backend or "auto", precision=precision, threads=threads)
+        return Transcriber(
+            model,
+            backend=backend or "auto",
+            precision=precision,
+            threads=threads,
+            device=(device or "auto").lower(),
+            language=language,
+            task=task,
+        )
     if Path(model).is_dir() and not (Path(model) / "config.json").is_file():
         raise EdgeAskdError(f"{model}: not an export directory (no manifest.json) nor a checkpoint (no config.json)")
-    if backend or precision:
-        raise EdgeAskdError(f"{model}: --backend and --precision choose a variant of an export directory")
+    if backend or precision or (device and device != "auto"):
+        raise EdgeAskdError(f"{model}: --backend, --precision and --compute-device are for export directories")
     try:  # a board has no PyTorch: say so (or that the path is mistyped) before anything imports it
         import torch  # noqa: F401
         import transformers  # noqa: F401
@@ -60,7 +71,15 @@ def load_transcriber(
         ) from None
     from .hf_transcriber import HFTranscriber
 
-    return HFTranscriber(model, threads=threads, language=language)
+    if task not in (None, "transcribe") or language == "auto":
+        raise EdgeAskdError(f"{model}: --task translate and --language auto are for export directories")
+    return HFTranscriber(model, threads=threads, language=language or "en")
+
+
+def _transcriber_from(args: argparse.Namespace):
+    return load_transcriber(
+        args.model, args.threads, args.language, args.backend, args.precision, args.compute_device, args.task
+    )
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
@@ -74,7 +93,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
             args.output_dir.mkdir(parents=True, exist_ok=True)  # fail before the model load, not after
         except OSError as exc:
             raise EdgeAskdError(f"{args.output_dir}: cannot create output directory ({exc.strerror})") from None
-    transcriber = load_transcriber(args.model, args.threads, args.language, args.backend, args.precision)
+    transcriber = _transcriber_from(args)
     failures = 0
     stems: dict[str, int] = {}
     for path in args.files:
@@ -120,7 +139,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     if args.list_devices:
         print("\n".join(list_input_devices()) or "no input devices found")
         return 0
-    transcriber = load_transcriber(args.model, args.threads, args.language, args.backend, args.precision)
+    transcriber = _transcriber_from(args)
     device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
     config = ListenConfig(device=device, endpoint_ms=args.endpoint_ms, max_seconds=args.max_seconds, output=args.output)
     tty = sys.stderr.isatty()
@@ -149,6 +168,22 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from edge_askd_runtime.verify import verify_export
+
+    checks = verify_export(args.export_dir, args.backend or "auto", args.precision, args.threads)
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        names = ", ".join(c.variant for c in failed)
+        raise EdgeAskdError(
+            f"{args.export_dir}: {names} failed on-board verification (see above); run another variant "
+            "(--backend/--precision) or re-export with a stricter precision for this board"
+        )
+    return 0
+
+
 def _cmd_teacher(args: argparse.Namespace) -> int:
     from .teacher import materialise_teacher
 
@@ -163,7 +198,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         help="export dir, teacher:tiny.en, teacher:base or a checkpoint dir "
         "(default: this device's autotuned model, else teacher:base)",
     )
-    p.add_argument("--language", default="en", help="language code for multilingual models (default: en)")
+    p.add_argument(
+        "--language",
+        default=None,
+        help="language code for multilingual models, or auto to detect it (default: the model's own, en)",
+    )
+    p.add_argument("--task", choices=("transcribe", "translate"), default=None, help="multilingual models only")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: library default)")
     p.add_argument(
         "--backend",
@@ -172,6 +212,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         help="runtime for an export directory (default: the autotuned one, else the first valid variant)",
     )
     p.add_argument("--precision", default=None, help="variant precision of an export: fp32, fp16, int8 (default: best)")
+    p.add_argument(
+        "--compute-device",
+        choices=("auto", "cpu", "cuda", "tensorrt"),
+        default=None,
+        help="where an export runs (default: its target's device, e.g. CUDA on jetson-orin; CPU if unavailable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=None, help="append each final line to this file")
     p.add_argument("--max-seconds", type=float, default=None, help="stop after this much audio")
     p.set_defaults(func=_cmd_listen)
+
+    p = sub.add_parser("verify", help="re-run an export's parity gate on this device (torch-free)")
+    p.add_argument("export_dir", type=Path, metavar="EXPORT_DIR", help="an export directory (manifest.json)")
+    p.add_argument("--backend", choices=("auto", "onnxruntime", "openvino", "litert"), default=None)
+    p.add_argument("--precision", default=None, help="only this precision (default: every valid variant)")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("teacher", help="convert a bundled Whisper teacher into a local checkpoint")
     p.add_argument("name", help="tiny.en or base")

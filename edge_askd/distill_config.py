@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_askd_runtime.errors import EdgeAskdError
-from edge_askd_runtime.features import MAX_TAIL_FRAMES
+from edge_askd_runtime.features import MAX_MIN_FRAMES, MAX_TAIL_FRAMES
 
 from .schedules import ScheduleConfig
 
 DEFAULT_TAIL_FRAMES = 64
+DEFAULT_MIN_FRAMES = 300  # 6 s: docs/tail-margin/README.md ("minimum context")
 
 METHODS = ("ce", "static_kd", "askd_decay", "askd")
 
@@ -31,6 +32,8 @@ class DistillConfig:
     # Encoder frames of silence after the audio (runtime features.with_tail), stored in the student's config.json
     # and the export manifest; chosen by measurement (docs/tail-margin/README.md).
     tail_frames: int = DEFAULT_TAIL_FRAMES
+    # ... and more silence up to this many encoder frames in all (the minimum context; features.with_tail)
+    min_frames: int = DEFAULT_MIN_FRAMES
     freeze_encoder: bool = False
     language: str = "en"
     # method (baselines): ce | static_kd | askd_decay | askd
@@ -155,6 +158,8 @@ class DistillConfig:
                 raise EdgeAskdError(f"{where}: {name} {getattr(self, name)!r} is not auto, fp32 or bf16")
         if not 0 <= self.tail_frames <= MAX_TAIL_FRAMES:
             raise EdgeAskdError(f"{where}: tail_frames {self.tail_frames} must be within [0, {MAX_TAIL_FRAMES}]")
+        if not 0 <= self.min_frames <= MAX_MIN_FRAMES:
+            raise EdgeAskdError(f"{where}: min_frames {self.min_frames} must be within [0, {MAX_MIN_FRAMES}]")
         if self.max_duration > 28.0:
             raise EdgeAskdError(f"{where}: max_duration {self.max_duration} s is over the runtime's 28 s chunk")
         if self.hidden_weight > 0 and self.teacher_cache:

@@ -182,8 +182,9 @@ class DistillDataset:
         augment: ClipAugment | None = None,
         concat: ClipConcat | None = None,
         tail_frames: int = 0,
+        min_frames: int = 0,
     ) -> None:
-        self.clips, self.targets, self.tail_frames = clips, targets, tail_frames
+        self.clips, self.targets, self.tail_frames, self.min_frames = clips, targets, tail_frames, min_frames
         self._audio: dict[int, np.ndarray] = {}
         self.cache_audio = cache_audio
         self.augment = augment  # applied only by example(index, epoch): dev, probes and the teacher cache stay clean
@@ -246,7 +247,9 @@ class DistillDataset:
         dec_in, labels, mask = self.targets(text)
         return {
             "index": index,
-            "student_mel": torch.from_numpy(log_mel(audio, pad_to_30s=False, tail_frames=self.tail_frames)),
+            "student_mel": torch.from_numpy(
+                log_mel(audio, pad_to_30s=False, tail_frames=self.tail_frames, min_frames=self.min_frames)
+            ),
             "audio_seconds": len(audio) / SAMPLE_RATE,
             "teacher_mel": torch.from_numpy(log_mel(audio, pad_to_30s=True)),
             "dec_in": torch.tensor(dec_in),

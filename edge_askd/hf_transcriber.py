@@ -38,7 +38,7 @@ class HFTranscriber:
         import torch
         from transformers import AutoTokenizer, WhisperForConditionalGeneration
 
-        from .student import is_unpadded, tail_frames
+        from .student import is_unpadded, min_frames, tail_frames
 
         if threads:
             torch.set_num_threads(threads)
@@ -50,6 +50,7 @@ class HFTranscriber:
         # Distilled students (edge_askd.student) take the unpadded mel through the length-aware encoder.
         self.unpadded = is_unpadded(self.model.config)
         self.tail_frames = tail_frames(self.model.config)
+        self.min_frames = min_frames(self.model.config)
         self.load_seconds = time.perf_counter() - start
 
     def generate_kwargs(self) -> dict:
@@ -76,7 +77,8 @@ class HFTranscriber:
         for piece in speech_chunks(samples):
             f0 = time.perf_counter()
             chunk = piece.audio
-            mel = torch.from_numpy(log_mel(chunk, pad_to_30s=not self.unpadded, tail_frames=self.tail_frames))
+            mel = log_mel(chunk, not self.unpadded, tail_frames=self.tail_frames, min_frames=self.min_frames)
+            mel = torch.from_numpy(mel)
             features_s += time.perf_counter() - f0
             if self.unpadded:
                 from .student import greedy_decode

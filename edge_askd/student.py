@@ -21,6 +21,7 @@ from edge_askd_runtime.errors import EdgeAskdError
 
 UNPADDED = "unpadded"
 INPUT_KEY = "edge_askd_input"
+MIN_KEY = "edge_askd_min_frames"  # the minimum context in encoder frames (features.with_tail)
 TAIL_KEY = "edge_askd_tail_frames"  # the tail margin in encoder frames (edge_askd_runtime.features.with_tail)
 
 
@@ -74,7 +75,9 @@ def freeze_positional_tables(model: nn.Module) -> None:
     model.model.encoder.embed_positions.weight.requires_grad_(False)
 
 
-def build_student(teacher: nn.Module, encoder_layers: int, decoder_layers: int, tail_frames: int = 0) -> nn.Module:
+def build_student(
+    teacher: nn.Module, encoder_layers: int, decoder_layers: int, tail_frames: int = 0, min_frames: int = 0
+) -> nn.Module:
     """A `WhisperForConditionalGeneration` with copied teacher layers; float32, train-ready.
 
     tail_frames: the tail margin it is trained with, stored in its config for export and the runtimes."""
@@ -88,6 +91,7 @@ def build_student(teacher: nn.Module, encoder_layers: int, decoder_layers: int, 
     cfg.num_hidden_layers = encoder_layers
     setattr(cfg, INPUT_KEY, UNPADDED)
     setattr(cfg, TAIL_KEY, int(tail_frames))
+    setattr(cfg, MIN_KEY, int(min_frames))
     cfg.edge_askd_layers = {"encoder": enc_ids, "decoder": dec_ids}
     student = WhisperForConditionalGeneration(cfg).to(torch.float32)
     src = teacher.state_dict()
@@ -119,11 +123,11 @@ def load_teacher(name: str) -> tuple[nn.Module, Path]:
     return model, path
 
 
-def student_from_preset(name: str, tail_frames: int = 0) -> tuple[nn.Module, nn.Module, Path]:
+def student_from_preset(name: str, tail_frames: int = 0, min_frames: int = 0) -> tuple[nn.Module, nn.Module, Path]:
     """(student, teacher, teacher checkpoint dir) for a preset or `TEACHER:ENC:DEC` spec."""
     preset = resolve_preset(name)
     teacher, path = load_teacher(preset.teacher)
-    return build_student(teacher, preset.encoder_layers, preset.decoder_layers, tail_frames), teacher, path
+    return build_student(teacher, preset.encoder_layers, preset.decoder_layers, tail_frames, min_frames), teacher, path
 
 
 @dataclass
@@ -180,6 +184,11 @@ def is_unpadded(config) -> bool:
 def tail_frames(config) -> int:
     """The tail margin a student was trained with (0 for teachers and students from before the margin)."""
     return int(getattr(config, TAIL_KEY, 0) or 0) if is_unpadded(config) else 0
+
+
+def min_frames(config) -> int:
+    """The minimum context a student was trained with (0 for teachers and students from before it)."""
+    return int(getattr(config, MIN_KEY, 0) or 0) if is_unpadded(config) else 0
 
 
 def prompt_ids(generation_config, language: str | None = "en") -> list[int]:

@@ -270,7 +270,7 @@ class Trainer:
         preset = resolve_preset(cfg.student)
         self.teacher_name = preset.teacher
         teacher, self.teacher_dir = load_teacher(preset.teacher)
-        student = build_student(teacher, preset.encoder_layers, preset.decoder_layers, cfg.tail_frames)
+        student = build_student(teacher, preset.encoder_layers, preset.decoder_layers, cfg.tail_frames, cfg.min_frames)
         # Student decoder layer i was copied from teacher layer layer_map[i]: the hidden-state loss compares those.
         self.layer_map = list(student.config.edge_askd_layers["decoder"])
         if cfg.freeze_encoder:
@@ -290,7 +290,7 @@ class Trainer:
         self.pad_id = gen.eos_token_id
         targets = TargetBuilder(tokenizer, self.prompt, gen.eos_token_id, student.config.max_target_positions)
         self.tokenizer = tokenizer
-        style, tail = cfg.teacher_style, cfg.tail_frames
+        style, margins = cfg.teacher_style, {"tail_frames": cfg.tail_frames, "min_frames": cfg.min_frames}
         self.train_set = DistillDataset(
             read_clips(
                 cfg.train_manifest,
@@ -302,17 +302,15 @@ class Trainer:
             targets,
             augment=ClipAugment.from_config(cfg),  # None unless cfg.augment: on-the-fly, seeded per (epoch, clip)
             concat=ClipConcat.from_config(cfg),  # None unless cfg.concat_p > 0
-            tail_frames=tail,
+            **margins,
         )
         self.dev_set = (
-            DistillDataset(read_clips(cfg.dev_manifest, cfg.max_duration, style=style), targets, tail_frames=tail)
+            DistillDataset(read_clips(cfg.dev_manifest, cfg.max_duration, style=style), targets, **margins)
             if cfg.dev_manifest
             else None
         )
         self.probe_set = (
-            DistillDataset(
-                read_clips(cfg.probe_manifest, cfg.max_duration, allow_empty_text=True), targets, tail_frames=tail
-            )
+            DistillDataset(read_clips(cfg.probe_manifest, cfg.max_duration, allow_empty_text=True), targets, **margins)
             if cfg.probe_manifest
             else None
         )

@@ -13,10 +13,10 @@ import platform
 import tempfile
 from pathlib import Path
 
-from edge_askd.student import INPUT_KEY, TAIL_KEY
+from edge_askd.student import INPUT_KEY, MIN_KEY, TAIL_KEY
 from edge_askd_runtime.features import HOP_LENGTH, N_FFT, SAMPLE_RATE
 from edge_askd_runtime.transcriber import MANIFEST, MANIFEST_VERSION, sha256_file
-from edge_askd_runtime.versions import installed_versions
+from edge_askd_runtime.versions import MATMUL_NBITS_ORT, RUNTIME_FLOORS, installed_versions
 
 from .graphs import GraphDims
 
@@ -63,6 +63,11 @@ def tail_frames(config: dict) -> int:
     return int(config.get(TAIL_KEY, 0)) if input_convention(config) == "unpadded" else 0
 
 
+def min_frames(config: dict) -> int:
+    """The minimum context the checkpoint was trained with; 0 for teachers and students from before it."""
+    return int(config.get(MIN_KEY, 0)) if input_convention(config) == "unpadded" else 0
+
+
 def base_manifest(checkpoint: Path, target, dims: GraphDims, generation: dict, prompt: list[int]) -> dict:
     config = json.loads((checkpoint / "config.json").read_text())
     language = "en" if generation.get("is_multilingual") else None
@@ -83,6 +88,7 @@ def base_manifest(checkpoint: Path, target, dims: GraphDims, generation: dict, p
         "mel": {
             "input": input_convention(config),
             "tail_frames": tail_frames(config),
+            "min_frames": min_frames(config),
             "n_mels": dims.n_mels,
             "sample_rate": SAMPLE_RATE,
             "n_fft": N_FFT,
@@ -124,6 +130,21 @@ def add_files(manifest: dict, out_dir: Path, rel_paths: list[str], fmt: str, pre
             "sha256": sha256_file(path),
             "size": path.stat().st_size,
         }
+
+
+def min_runtime(fmt: str, out_dir: Path, files: dict) -> dict:
+    """The oldest runtime that loads this variant: the format's floor, raised by the ops its graphs use. The
+    runtime refuses an older one with an "upgrade" line instead of a kernel error (or a crash) at load."""
+    package, version = RUNTIME_FLOORS[fmt]
+    why = f"{fmt} artifacts"
+    if fmt == "onnx":
+        import onnx
+
+        graphs = [out_dir / rel for rel in files.values() if isinstance(rel, str) and rel.endswith(".onnx")]
+        ops = {node.op_type for g in graphs for node in onnx.load(str(g), load_external_data=False).graph.node}
+        if "MatMulNBits" in ops:
+            version, why = MATMUL_NBITS_ORT, "8-bit MatMulNBits (int8 weight-only encoder)"
+    return {"package": package, "version": version, "why": why}
 
 
 def write_manifest(manifest: dict, out_dir: Path) -> Path:

@@ -31,7 +31,7 @@ from edge_askd_runtime.decoding import (
 )
 from edge_askd_runtime.errors import EdgeAskdError
 from edge_askd_runtime.features import N_SAMPLES_30S, SAMPLE_RATE
-from edge_askd_runtime.scoring import normalise, wer
+from edge_askd_runtime.scoring import normalise, token_agreement, wer
 from edge_askd_runtime.tokenizer import Detokenizer
 
 FP32_MAX_LOGIT_DIFF = 1e-3
@@ -201,27 +201,6 @@ def load_wer_sets(config: ParityConfig, root: Path | None = None) -> list[EvalCl
 
 def count_words(texts: list[str]) -> int:
     return sum(len(normalise(t).split()) for t in texts)
-
-
-def token_edits(hyp: list[int], ref: list[int]) -> int:
-    """Levenshtein distance between two token sequences (substitutions, insertions, deletions)."""
-    row = list(range(len(ref) + 1))
-    for i, h in enumerate(hyp, 1):
-        diagonal, row[0] = row[0], i
-        for j, r in enumerate(ref, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (h != r))
-    return row[-1]
-
-
-def token_agreement(hyps: list[list[int]], refs: list[list[int]]) -> float:
-    """1 - token edits / tokens (the longer of each pair), pooled over clips: the share of PyTorch's greedy tokens
-    the variant reproduces, aligned. Not position by position: there one early extra token (a hyphen in "open
-    source", a comma) marks every later token of the clip a miss; measured on tiny.en onnx-int8 over clean-en +
-    telephone-dev, position-wise agreement was 0.883 (one 100-token clip at 0.14 for one hyphen) at a WER below
-    PyTorch's, aligned 0.970."""
-    edits = sum(token_edits(h, r) for h, r in zip(hyps, refs, strict=True))
-    total = sum(max(len(h), len(r)) for h, r in zip(hyps, refs, strict=True))
-    return 1.0 - edits / total if total else 1.0
 
 
 def score_sets(refs: list[ClipReference], hyp_tokens: list[list[int]], hyp_texts: list[str]) -> dict[str, dict]:

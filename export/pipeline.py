@@ -13,12 +13,13 @@ import torch
 
 from edge_askd_runtime.backends import load_backend
 from edge_askd_runtime.errors import EdgeAskdError, ModelError
+from edge_askd_runtime.features import SAMPLE_RATE
 from edge_askd_runtime.tokenizer import Detokenizer
 from edge_askd_runtime.transcriber import backend_spec, decode_settings, model_mel, variant_files
 
 from . import onnx_export
 from .graphs import GraphDims, load_model
-from .manifest import add_files, base_manifest, write_manifest
+from .manifest import add_files, base_manifest, min_runtime, write_manifest
 from .parity import (
     ClipReference,
     EvalClip,
@@ -252,7 +253,7 @@ def export_checkpoint(
                 model,
                 wer_clips if use_wer_sets else clips,
                 settings,
-                lambda audio: model_mel(audio, padded, dims.n_mels, list(key), manifest["mel"]["tail_frames"]),
+                lambda audio: model_mel(audio, padded, dims.n_mels, list(key), *_margins(manifest)),
                 detok,
                 with_logits=not use_wer_sets,
             )
@@ -327,7 +328,9 @@ def export_checkpoint(
             fp32_wer[fmt] = result.wer
         variant["parity"] = result.to_dict()
         variant["valid"] = result.passed
+        variant["min_runtime"] = min_runtime(fmt, out, variant["files"])  # after the retry: its files count
         manifest["variants"].append(variant)
+    _add_verification(manifest, out, clips, refs_for, options.parity)
     order = {v: i for i, v in enumerate(wanted)}
     manifest["variants"].sort(key=lambda v: order.get((v["format"], v["precision"]), len(order)))
     # The quantized references as built (dynamic input first); none built (no quantized variant got as far as its
@@ -346,6 +349,32 @@ def export_checkpoint(
         )
         raise ExportError(f"{out}: no artifact passed the parity gate ({reasons}); see {path}")
     return path
+
+
+def _margins(manifest: dict) -> tuple[int, int]:
+    return manifest["mel"]["tail_frames"], manifest["mel"]["min_frames"]
+
+
+def _add_verification(manifest: dict, out: Path, clips: list[EvalClip], refs_for, parity: ParityConfig) -> None:
+    """What `edge-askd verify` re-runs on the board: the fp32 gate's clips (float wavs, hashed like the models,
+    so the check needs nothing from the network) and, per valid variant, the PyTorch tokens for its own input."""
+    import soundfile as sf
+
+    rows = []
+    for clip in clips:
+        rel = f"verify/{clip.name}.wav"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(out / rel, clip.audio, SAMPLE_RATE, subtype="FLOAT")  # float: the gate's exact input
+        rows.append({"name": clip.name, "file": rel, "text": clip.text})
+    add_files(manifest, out, [r["file"] for r in rows], "wav", "-")
+    for variant in manifest["variants"]:
+        if variant["valid"]:
+            variant["verify_tokens"] = [r.tokens for r in refs_for(variant.get("buckets"), quantized=False)]
+    manifest["verify"] = {
+        "clips": rows,
+        "min_token_agreement": parity.min_token_agreement,
+        "wer_budget": parity.wer_budget,
+    }
 
 
 def gate_openvino_precision(check, precision: str) -> tuple[ParityResult, dict]:

@@ -13,6 +13,10 @@ Padding convention (one for teacher, student and runtime):
     of stopping (whisper.cpp `audio_ctx`, FUTO's audio-context fine-tune keeps >= 32 extra frames). One number,
     stored in the student's config.json (`edge_askd_tail_frames`) and the export manifest (`mel.tail_frames`),
     and applied by training, the parity gate, the runtime and the live path through this function only.
+  * The minimum context (`min_frames`): the same zeros go on until the input is at least `min_frames` encoder
+    frames long. A one-word clip plus the tail is ~2 s of context where the teacher always saw 30 s; short
+    clips are where a dynamic-context student still misreads ("rear right" -> "we are right"). Stored beside
+    the tail margin (`edge_askd_min_frames`, `mel.min_frames`; 0 for exports from before it).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ N_SAMPLES_30S = 30 * SAMPLE_RATE
 N_FRAMES_30S = N_SAMPLES_30S // HOP_LENGTH
 ENCODER_FRAME_SAMPLES = 2 * HOP_LENGTH  # conv2 has stride 2: one encoder frame per two mel frames (20 ms)
 MAX_TAIL_FRAMES = 100  # 2 s: with the runtime's 28 s chunks the input stays inside the 30 s positional table
+MAX_MIN_FRAMES = N_SAMPLES_30S // ENCODER_FRAME_SAMPLES  # 1500: a minimum context of 30 s is the padded window
 
 
 def _hz_to_mel_slaney(freq: np.ndarray) -> np.ndarray:
@@ -65,15 +70,21 @@ def _hann_window() -> np.ndarray:
     return np.hanning(N_FFT + 1)[:-1].astype(np.float32)
 
 
-def with_tail(audio: np.ndarray, tail_frames: int) -> np.ndarray:
-    """`audio` followed by `tail_frames` encoder frames of zeros, never longer than 30 s (the tail margin)."""
+def with_tail(audio: np.ndarray, tail_frames: int, min_frames: int = 0) -> np.ndarray:
+    """`audio` followed by `tail_frames` encoder frames of zeros (the tail margin), and by more zeros up to
+    `min_frames` encoder frames in all (the minimum context); never longer than 30 s."""
     if not 0 <= tail_frames <= MAX_TAIL_FRAMES:
         raise ValueError(f"tail_frames {tail_frames} must be within [0, {MAX_TAIL_FRAMES}]")
-    pad = min(tail_frames * ENCODER_FRAME_SAMPLES, max(N_SAMPLES_30S - len(audio), 0))
+    if not 0 <= min_frames <= MAX_MIN_FRAMES:
+        raise ValueError(f"min_frames {min_frames} must be within [0, {MAX_MIN_FRAMES}]")
+    pad = max(tail_frames * ENCODER_FRAME_SAMPLES, min_frames * ENCODER_FRAME_SAMPLES - len(audio))
+    pad = min(pad, max(N_SAMPLES_30S - len(audio), 0))
     return np.pad(audio, (0, pad)) if pad else audio
 
 
-def log_mel(audio: np.ndarray, pad_to_30s: bool = True, n_mels: int = 80, tail_frames: int = 0) -> np.ndarray:
+def log_mel(
+    audio: np.ndarray, pad_to_30s: bool = True, n_mels: int = 80, tail_frames: int = 0, min_frames: int = 0
+) -> np.ndarray:
     """Whisper log-mel spectrogram of 16 kHz mono audio, shape (n_mels, frames), float32.
 
     pad_to_30s=True: zero-pad (or cut) the waveform to 30 s first -> 3000 frames (the teacher's input).
@@ -84,7 +95,7 @@ def log_mel(audio: np.ndarray, pad_to_30s: bool = True, n_mels: int = 80, tail_f
     if audio.ndim != 1:
         raise ValueError(f"log_mel expects mono audio (1-D), got shape {audio.shape}")
     if not pad_to_30s:
-        audio = with_tail(audio, tail_frames)
+        audio = with_tail(audio, tail_frames, min_frames)
     if pad_to_30s:
         if len(audio) >= N_SAMPLES_30S:
             audio = audio[:N_SAMPLES_30S]

@@ -21,6 +21,7 @@ class Transcription:
     tokens: list[int]
     audio_seconds: float
     language: str | None = None
+    language_probability: float | None = None  # set when the language was detected (language="auto")
     # Wall-clock seconds per stage: "load_audio", "features", "encode", "decode", "total".
     timings: dict[str, float] = field(default_factory=dict)
     segments: list[Segment] = field(default_factory=list)

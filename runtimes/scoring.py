@@ -54,3 +54,24 @@ def repeated_ngram_rate(hypotheses: list[str], n: int = 4) -> float:
         total += len(grams)
         repeats += len(grams) - len(set(grams))
     return repeats / total if total else 0.0
+
+
+def token_edits(hyp: list[int], ref: list[int]) -> int:
+    """Levenshtein distance between two token sequences (substitutions, insertions, deletions)."""
+    row = list(range(len(ref) + 1))
+    for i, h in enumerate(hyp, 1):
+        diagonal, row[0] = row[0], i
+        for j, r in enumerate(ref, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (h != r))
+    return row[-1]
+
+
+def token_agreement(hyps: list[list[int]], refs: list[list[int]]) -> float:
+    """1 - token edits / tokens (the longer of each pair), pooled over clips: the share of PyTorch's greedy tokens
+    the variant reproduces, aligned. Not position by position: there one early extra token (a hyphen in "open
+    source", a comma) marks every later token of the clip a miss; measured on tiny.en onnx-int8 over clean-en +
+    telephone-dev, position-wise agreement was 0.883 (one 100-token clip at 0.14 for one hyphen) at a WER below
+    PyTorch's, aligned 0.970."""
+    edits = sum(token_edits(h, r) for h, r in zip(hyps, refs, strict=True))
+    total = sum(max(len(h), len(r)) for h, r in zip(hyps, refs, strict=True))
+    return 1.0 - edits / total if total else 1.0

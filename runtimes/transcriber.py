@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, load_audio
-from .backends import BACKEND_FORMATS, BackendSpec, load_backend, runtime_available
+from .audio import SAMPLE_RATE, stream_audio
+from .backends import BACKEND_FORMATS, BackendSpec, load_backend, resolve_device, runtime_available
 from .decoding import DecodeSettings, SilenceGate, allocate_cache, greedy_decode
 from .errors import ModelError
 from .features import HOP_LENGTH, N_SAMPLES_30S, log_mel, with_tail
 from .results import Segment, Transcription
 from .tokenizer import Detokenizer
 from .vad import speech_segments
+from .versions import runtime_version, version_tuple
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -97,6 +100,20 @@ def variant_files(variant: dict) -> list[str]:
     return rels
 
 
+def check_min_runtime(export_dir: Path, variant: dict) -> None:
+    """One line naming the upgrade when the installed runtime is older than the variant needs (exports from
+    before `min_runtime` was recorded carry none and are not checked)."""
+    need = variant.get("min_runtime")
+    if not need:
+        return
+    have = runtime_version(need["package"])
+    if have is not None and version_tuple(have) < version_tuple(need["version"]):
+        raise ModelError(
+            f"{export_dir}: variant {variant['name']} needs {need['package']} >= {need['version']} "
+            f"({need['why']}), this one is {have}; upgrade: pip install -U '{need['package']}>={need['version']}'"
+        )
+
+
 def backend_spec(
     export_dir: Path,
     manifest: dict,
@@ -110,6 +127,7 @@ def backend_spec(
     precision_hint: None takes the variant's own (`runtime.precision_hint`, set by the export's parity gate when
     the plugin's default precision failed it), else the plugin's default.
     """
+    check_min_runtime(export_dir, variant)
     precision_hint = precision_hint or (variant.get("runtime") or {}).get("precision_hint")
     files = variant["files"]
     io = variant["io"]
@@ -138,11 +156,13 @@ def backend_spec(
     )
 
 
-def decode_settings(manifest: dict) -> DecodeSettings:
+def decode_settings(manifest: dict, language: str | None = None, task: str | None = None) -> DecodeSettings:
+    """The decoding settings, with the prompt built for `language`/`task` when the export is multilingual
+    (<|sot|> <|lang|> <|task|> <|notimestamps|>); None keeps the export's own (English, transcribe)."""
     tok = manifest["tokenizer"]
     gen = manifest["generation"]
     return DecodeSettings(
-        prompt=tuple(tok["prompt"]),
+        prompt=tuple(build_prompt(manifest, language, task)) if language or task else tuple(tok["prompt"]),
         eos=tok["eos"],
         suppress_tokens=tuple(gen["suppress_tokens"]),
         begin_suppress_tokens=tuple(gen["begin_suppress_tokens"]),
@@ -150,7 +170,28 @@ def decode_settings(manifest: dict) -> DecodeSettings:
     )
 
 
-def model_mel(audio: np.ndarray, padded_30s: bool, n_mels: int, buckets: list[int], tail_frames: int = 0) -> np.ndarray:
+def build_prompt(manifest: dict, language: str | None, task: str | None) -> list[int]:
+    tok = manifest["tokenizer"]
+    lang_to_id, task_to_id = tok.get("lang_to_id") or {}, tok.get("task_to_id") or {}
+    language, task = language or tok.get("language") or "en", task or "transcribe"
+    if not lang_to_id:  # an English-only model (tiny.en): its prompt has no language or task token
+        if language != "en" or task != "transcribe":
+            raise ModelError(
+                f"this export is English-only: language={language!r}, task={task!r} is not available; "
+                "export a multilingual teacher (base) for other languages or translation"
+            )
+        return list(tok["prompt"])
+    if f"<|{language}|>" not in lang_to_id:
+        known = ", ".join(sorted(k.strip("<|>") for k in lang_to_id))
+        raise ModelError(f"unknown language {language!r} for this export; known: {known}")
+    if task not in task_to_id:
+        raise ModelError(f"unknown task {task!r}; use one of {', '.join(sorted(task_to_id))}")
+    return [tok["sot"], lang_to_id[f"<|{language}|>"], task_to_id[task], tok["no_timestamps"]]
+
+
+def model_mel(
+    audio: np.ndarray, padded_30s: bool, n_mels: int, buckets: list[int], tail_frames: int = 0, min_frames: int = 0
+) -> np.ndarray:
     """The model's [1, n_mels, T] input for <= 30 s of audio.
 
     padded_30s: the teacher convention (waveform zero-padded to 30 s). Otherwise the student's unpadded mel with
@@ -158,7 +199,7 @@ def model_mel(audio: np.ndarray, padded_30s: bool, n_mels: int, buckets: list[in
     zero-padded (never the mel) to the smallest bucket.
     """
     if not padded_30s:
-        audio = with_tail(audio, tail_frames)
+        audio = with_tail(audio, tail_frames, min_frames)
     if buckets and not padded_30s:
         frames = len(audio) // HOP_LENGTH
         bucket = next((b for b in sorted(buckets) if b >= frames), max(buckets))
@@ -200,6 +241,10 @@ def speech_chunks(audio: np.ndarray) -> list[Chunk]:
     mid-word, unlike fixed windows, which made a sentence cut at a boundary come out twice)."""
     if len(audio) <= N_SAMPLES_30S:
         return [Chunk(0.0, audio)]
+    return [Chunk(start / SAMPLE_RATE, audio[start:end], trimmed=True) for start, end in _merged_spans(audio)]
+
+
+def _merged_spans(audio: np.ndarray) -> list[list[int]]:
     # Merge consecutive speech regions into chunks of up to 28 s: each chunk costs one encoder pass (a full 30 s
     # one for a teacher), so phrase-sized chunks would multiply the work.
     spans: list[list[int]] = []
@@ -208,7 +253,37 @@ def speech_chunks(audio: np.ndarray) -> list[Chunk]:
             spans[-1][1] = end
         else:
             spans.append([start, end])
-    return [Chunk(start / SAMPLE_RATE, audio[start:end], trimmed=True) for start, end in spans]
+    return spans
+
+
+STREAM_WINDOW_SAMPLES = 120 * SAMPLE_RATE
+
+
+def stream_chunks(blocks: Iterable[np.ndarray], window: int = STREAM_WINDOW_SAMPLES) -> Iterator[Chunk]:
+    """speech_chunks over audio arriving in blocks, holding at most about `window` samples: once the buffer is
+    that long, every chunk but the last (which may go on in the next block) is emitted and the buffer cut at the
+    last one's start. Audio that fits one window gives exactly speech_chunks' chunks."""
+    buffer = np.zeros(0, dtype=np.float32)
+    offset = 0  # samples of the stream before buffer[0]
+    for block in blocks:
+        buffer = np.concatenate([buffer, block])
+        if len(buffer) < window:
+            continue
+        spans = _merged_spans(buffer)
+        for start, end in spans[:-1]:
+            yield Chunk((offset + start) / SAMPLE_RATE, buffer[start:end].copy(), trimmed=True)
+        # No speech at all: keep a second, so a word starting at the cut is not lost.
+        cut = spans[-1][0] if spans else max(0, len(buffer) - SAMPLE_RATE)
+        buffer, offset = buffer[cut:].copy(), offset + cut
+    if offset == 0:
+        yield from speech_chunks(buffer)
+        return
+    for start, end in _merged_spans(buffer):
+        yield Chunk((offset + start) / SAMPLE_RATE, buffer[start:end], trimmed=True)
+
+
+def _note(message: str) -> None:
+    print(f"edge-askd: {message}", file=sys.stderr, flush=True)
 
 
 class Transcriber:
@@ -220,31 +295,46 @@ class Transcriber:
         backend: str = "auto",
         precision: str | None = None,
         threads: int | None = None,
-        device: str = "CPU",
+        device: str = "auto",
         precision_hint: str | None = None,
         silence_gate: SilenceGate | None = DEFAULT_GATE,
+        language: str | None = None,
+        task: str | None = None,
     ) -> None:
+        """language: a code ("fr") for a multilingual export, "auto" to detect it per file (from the first
+        speech chunk), None for the export's own (English); task: transcribe or translate.
+        device: auto (the export target's, e.g. CUDA for jetson-orin, falling back to the CPU with one line on
+        stderr when the provider is missing), cpu, cuda or tensorrt."""
         start = time.perf_counter()
         self.export_dir = Path(export_dir)
         self.manifest = read_manifest(self.export_dir)
         self.variant = choose_variant(self.manifest, backend, precision)
+        target_device = self.manifest["target"].get("device", "CPU")
+        self.device = resolve_device(device, self.variant, target_device, note=_note)
         tok = self.manifest["tokenizer"]
         spec = backend_spec(
             self.export_dir,
             self.manifest,
             self.variant,
             threads=threads or self.manifest["target"].get("threads"),
-            device=device,
+            device=self.device,
             precision_hint=precision_hint,
         )
         self.detokenizer = Detokenizer.from_file(
             verify_file(self.export_dir, tok["file"], self.manifest), first_special=tok["eos"]
         )
-        self.settings = decode_settings(self.manifest)
+        self.detect = language == "auto"
+        if self.detect and not self.manifest["tokenizer"].get("lang_to_id"):
+            raise ModelError(
+                f"{self.export_dir}: this export is English-only; language detection needs a multilingual one"
+            )
+        self.task = task
+        self.settings = decode_settings(self.manifest, None if self.detect else language, task)
         self.padded_input = self.manifest["mel"]["input"] == "padded_30s"
         self.n_mels = self.manifest["mel"]["n_mels"]
         self.tail_frames = int(self.manifest["mel"].get("tail_frames", 0))  # exports before the margin: 0
-        self.language = tok.get("language")
+        self.min_frames = int(self.manifest["mel"].get("min_frames", 0))
+        self.language = tok.get("language") if language in (None, "auto") else language
         self.gate = silence_gate
         self.buckets = sorted(spec.buckets)
         self.backend = load_backend(self.variant["format"], spec)
@@ -252,7 +342,30 @@ class Transcriber:
         self.load_seconds = time.perf_counter() - start
 
     def mel(self, audio: np.ndarray) -> np.ndarray:
-        return model_mel(audio, self.padded_input, self.n_mels, self.buckets, self.tail_frames)
+        return model_mel(audio, self.padded_input, self.n_mels, self.buckets, self.tail_frames, self.min_frames)
+
+    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
+        """Whisper's language ID: one decoder step from <|sot|>, softmax over the language tokens only; returns
+        (code, probability). Audio past 30 s is ignored."""
+        return self._detect(self.backend.run_encoder(self.mel(audio[:N_SAMPLES_30S])))
+
+    def _detect(self, cross: list[np.ndarray]) -> tuple[str, float]:
+        lang_to_id = self.manifest["tokenizer"].get("lang_to_id") or {}
+        if not lang_to_id:
+            raise ModelError(f"{self.export_dir}: this export is English-only; it has no language tokens")
+        self.backend.bind_cross(cross)
+        logits, _ = self.backend.run_decoder_step(self.manifest["tokenizer"]["sot"], 0, self._cache)
+        codes = [code.strip("<|>") for code in lang_to_id]
+        scores = np.asarray(logits, dtype=np.float64)[list(lang_to_id.values())]
+        probs = np.exp(scores - scores.max())
+        probs /= probs.sum()
+        best = int(np.argmax(probs))
+        return codes[best], float(probs[best])
+
+    def greedy_tokens(self, audio: np.ndarray) -> list[int]:
+        """The parity gate's path for one clip of <= 30 s: no VAD, no silence gate, the greedy tokens."""
+        cross = self.backend.run_encoder(self.mel(audio))
+        return greedy_decode(self.backend, cross, self.settings, len(audio) / SAMPLE_RATE, self._cache).tokens
 
     def chunks(self, audio: np.ndarray) -> list[Chunk]:
         return speech_chunks(audio)
@@ -262,17 +375,38 @@ class Transcriber:
         return {
             "backend": self.variant["format"],
             "precision": self.variant["precision"],
+            "device": self.device,
             "size_bytes": sum((self.export_dir / rel).stat().st_size for rel in variant_files(self.variant)),
         }
 
     def transcribe(self, audio: str | Path | np.ndarray) -> Transcription:
         t0 = time.perf_counter()
-        samples = load_audio(audio) if not isinstance(audio, np.ndarray) else np.asarray(audio, dtype=np.float32)
-        timings = {"load_audio": time.perf_counter() - t0, "features": 0.0, "encode": 0.0, "decode": 0.0}
+        timings = {"load_audio": 0.0, "features": 0.0, "encode": 0.0, "decode": 0.0}
+        seconds = 0.0
+
+        def timed_blocks(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+            nonlocal seconds
+            while True:
+                t = time.perf_counter()
+                block = next(blocks, None)
+                timings["load_audio"] += time.perf_counter() - t
+                if block is None:
+                    return
+                seconds += len(block) / SAMPLE_RATE
+                yield block
+
+        if isinstance(audio, np.ndarray):
+            samples = np.asarray(audio, dtype=np.float32)
+            seconds = len(samples) / SAMPLE_RATE
+            chunks: Iterable[Chunk] = self.chunks(samples)
+        else:  # a file is read and resampled in blocks: memory stays flat however long it is
+            chunks = stream_chunks(timed_blocks(stream_audio(audio)))
         tokens: list[int] = []
         segments: list[Segment] = []
         steps = 0
-        for chunk in self.chunks(samples):
+        settings = None if self.detect else self.settings
+        language, probability = (None, None) if self.detect else (self.language, None)
+        for chunk in chunks:
             if self.gate is not None and self.gate.is_silent(chunk.audio):
                 continue
             t = time.perf_counter()
@@ -284,7 +418,10 @@ class Transcriber:
             cross = self.backend.run_encoder(mel)
             timings["encode"] += time.perf_counter() - t
             t = time.perf_counter()
-            result = greedy_decode(self.backend, cross, self.settings, len(chunk.audio) / SAMPLE_RATE, self._cache)
+            if settings is None:  # language="auto": detected once per file, on its first speech
+                language, probability = self._detect(cross)
+                settings = decode_settings(self.manifest, language, self.task)
+            result = greedy_decode(self.backend, cross, settings, len(chunk.audio) / SAMPLE_RATE, self._cache)
             timings["decode"] += time.perf_counter() - t
             steps += result.steps
             tokens += result.tokens
@@ -296,8 +433,9 @@ class Transcriber:
         return Transcription(
             text=" ".join(s.text for s in segments),
             tokens=tokens,
-            audio_seconds=len(samples) / SAMPLE_RATE,
-            language=self.language,
+            audio_seconds=seconds,
+            language=language,
+            language_probability=probability,
             timings=timings,
             segments=segments,
         )
@@ -313,5 +451,6 @@ __all__ = [
     "read_manifest",
     "sha256_file",
     "speech_chunks",
+    "stream_chunks",
     "verify_file",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -273,6 +275,63 @@ def test_runtime_refuses_tampered_file(student_export, tmp_path, real_clip):
         Transcriber(copy, backend="onnxruntime", precision="fp64")
 
 
+def test_runtime_older_than_the_variant_needs_is_one_upgrade_line(student_export, tmp_path):
+    manifest = _manifest(student_export)
+    by_name = {v["name"]: v for v in manifest["variants"]}
+    # Dynamic int8 (MatMulInteger) and fp32 graphs load from the format's floor, a weight-only encoder needs 1.23.
+    weight_only = by_name["onnx-int8"]["quantization"]["encoder"] == "weight_only"
+    assert by_name["onnx-int8"]["min_runtime"]["version"] == ("1.23.0" if weight_only else "1.17.0")
+    assert by_name["onnx-fp32"]["min_runtime"]["version"] == "1.17.0"
+    assert by_name["openvino-int8"]["min_runtime"]["package"] == "openvino"
+    copy = tmp_path / "export"
+    shutil.copytree(student_export, copy)
+    by_name["onnx-int8"]["min_runtime"] = {"package": "onnxruntime", "version": "99.0.0", "why": "a future op"}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError) as info:
+        Transcriber(copy, backend="onnxruntime", precision="int8")
+    message = str(info.value)
+    assert "\n" not in message and "needs onnxruntime >= 99.0.0 (a future op)" in message
+    assert "pip install -U 'onnxruntime>=99.0.0'" in message
+    assert Transcriber(copy, backend="openvino", precision="int8").backend.name == "openvino"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge_askd.cli", *args], capture_output=True, text=True)
+
+
+def test_verify_reruns_the_gate_here_and_fails_in_one_line_on_changed_tokens_or_files(student_export, tmp_path):
+    from edge_askd_runtime.verify import verify_export
+
+    manifest = _manifest(student_export)
+    assert [c["file"] for c in manifest["verify"]["clips"]] == [f"verify/{name}.wav" for name in STUDENT_CLIPS]
+    checks = verify_export(student_export, backend="onnxruntime")
+    onnx_valid = [v["name"] for v in manifest["variants"] if v["valid"] and v["format"] == "onnx"]
+    assert [c.variant for c in checks] == onnx_valid and all(c.passed for c in checks)
+    fp32 = next(c for c in checks if c.variant == "onnx-fp32")
+    assert fp32.token_agreement == 1.0 and fp32.wer == fp32.pytorch_wer  # the strict gate's variant, here too
+    proc = _cli("verify", str(student_export), "--backend", "openvino", "--precision", "int8")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("openvino-int8: token agreement ") and proc.stdout.rstrip().endswith(": ok")
+
+    copy = tmp_path / "export"
+    shutil.copytree(student_export, copy)
+    changed = _manifest(copy)
+    int8 = next(v for v in changed["variants"] if v["name"] == "onnx-int8")
+    int8["verify_tokens"] = [list(reversed(t)) for t in int8["verify_tokens"]]  # references it no longer matches
+    (copy / "manifest.json").write_text(json.dumps(changed))
+    proc = _cli("verify", str(copy), "--backend", "onnxruntime", "--precision", "int8")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "onnx-int8: token agreement" in proc.stdout and proc.stdout.rstrip().endswith("FAILED")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("edge-askd: error:")]
+    assert len(errors) == 1 and "onnx-int8 failed on-board verification" in errors[0]
+
+    shutil.copyfile(student_export / "manifest.json", copy / "manifest.json")
+    clip = copy / manifest["verify"]["clips"][0]["file"]
+    clip.write_bytes(clip.read_bytes()[:-64] + bytes(64))  # a tampered parity clip is refused like a model file
+    proc = _cli("verify", str(copy), "--backend", "onnxruntime")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "sha256" in proc.stderr
+
+
 def test_runtime_skips_invalid_variants(student_export, tmp_path):
     from edge_askd_runtime.transcriber import choose_variant
 
@@ -492,6 +551,7 @@ def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(stude
     assert int8["valid"], int8["parity"]
     encoder_graph = onnx.load(str(tmp_path / "wo" / int8["files"]["encoder"])).graph
     assert any(n.op_type == "MatMulNBits" for n in encoder_graph.node)
+    assert int8["min_runtime"]["package"] == "onnxruntime" and int8["min_runtime"]["version"] == "1.23.0"
     text = Transcriber(tmp_path / "wo", backend="onnxruntime", precision="int8").transcribe(real_clip("jfk")).text
     assert text.strip()
     with pytest.raises(ExportError, match="onnx_int8_encoder='int4'"):

@@ -102,3 +102,46 @@ def test_runtime_short_audio_segment_spans_the_speech(teacher_export, real_clip)
     assert 1.0 - 0.2 <= segment.start <= 1.0 + first / 16000 + 0.1
     assert 1.0 + last / 16000 - 0.1 <= segment.end <= 1.0 + len(clip) / 16000 + 0.2
     assert transcriber.transcribe(np.zeros(32000, np.float32)).segments == []
+
+
+def test_stream_chunks_hold_a_bounded_buffer_and_lose_no_speech(real_clip):
+    from edge_askd_runtime.transcriber import stream_chunks
+
+    audio, _ = _long_recording(real_clip)
+    audio = np.concatenate([audio] * 3)  # ~165 s
+    blocks = [audio[i : i + 5 * 16000] for i in range(0, len(audio), 5 * 16000)]
+    window = 40 * 16000
+    chunks = list(stream_chunks(iter(blocks), window=window))
+    speech = np.zeros(len(audio), bool)
+    for start, end in speech_segments(audio):
+        speech[start:end] = True
+    heard = np.zeros(len(audio), bool)
+    for chunk in chunks:
+        start = round(chunk.start * 16000)
+        assert len(chunk.audio) <= 30 * 16000
+        assert np.array_equal(chunk.audio, audio[start : start + len(chunk.audio)])  # timed in the original
+        heard[start : start + len(chunk.audio)] = True
+    assert (heard & speech).sum() >= 0.99 * speech.sum()
+    assert [c.start for c in chunks] == sorted(c.start for c in chunks)
+    # A stream that fits one window is cut exactly as the whole array is.
+    whole = audio[: 35 * 16000]
+    streamed = list(stream_chunks(iter([whole[:16000], whole[16000:]]), window=window))
+    assert [(c.start, len(c.audio)) for c in streamed] == [(c.start, len(c.audio)) for c in speech_chunks(whole)]
+
+
+def test_runtime_reads_a_long_file_in_blocks(teacher_export, real_clip, tmp_path):
+    import soundfile as sf
+    import soxr
+
+    from edge_askd_runtime import Transcriber
+
+    audio, reference = _long_recording(real_clip)
+    audio = np.concatenate([audio] * 3)
+    path = tmp_path / "long-44k-stereo.wav"
+    up = soxr.resample(audio, 16000, 44100)
+    sf.write(path, np.stack([up, up], axis=1), 44100)  # resampled and downmixed block by block
+    result = Transcriber(teacher_export, backend="onnxruntime", threads=2).transcribe(path)
+    assert abs(result.audio_seconds - len(audio) / 16000) < 0.01
+    assert wer([" ".join([reference] * 3)], [result.text]) <= 0.08
+    assert result.text.lower().count("country") == 6  # nothing lost or repeated at the 120 s window's cut
+    assert [s.start for s in result.segments] == sorted(s.start for s in result.segments)

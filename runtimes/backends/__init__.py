@@ -42,6 +42,42 @@ _ADAPTERS = {
 BACKEND_FORMATS = {"onnxruntime": "onnx", "openvino": "openvino", "litert": "tflite"}
 
 
+# --compute-device names -> the adapters' device names
+COMPUTE_DEVICES = {"cpu": "CPU", "cuda": "CUDA", "tensorrt": "TensorRT"}
+_ORT_PROVIDER = {"CUDA": "CUDAExecutionProvider", "TensorRT": "TensorrtExecutionProvider"}
+
+
+def resolve_device(requested: str, variant: dict, target_device: str, note=None) -> str:
+    """The device a variant runs on. "auto": the export target's device (CUDA for jetson-orin) for its ONNX
+    float variants, the CPU otherwise (int8 is the target's CPU fallback), and the CPU with one `note` line when
+    this onnxruntime lacks the provider. An explicit device that cannot run is an error, not a silent CPU run."""
+    fmt = variant["format"]
+    if requested.lower() == "auto":
+        wanted = target_device if fmt == "onnx" and variant["precision"] != "int8" else "CPU"
+        if wanted != "CPU" and _ORT_PROVIDER.get(wanted) not in _ort_providers():
+            if note is not None:
+                note(
+                    f"the export targets {wanted}, but this onnxruntime has no {_ORT_PROVIDER.get(wanted, wanted)}; "
+                    "running on the CPU (install NVIDIA's onnxruntime-gpu build for this board to use the GPU)"
+                )
+            return "CPU"
+        return wanted
+    device = COMPUTE_DEVICES.get(requested.lower())
+    if device is None:
+        raise ModelError(f"unknown compute device {requested!r}; use auto, {', '.join(COMPUTE_DEVICES)}")
+    if device != "CPU" and fmt != "onnx":
+        raise ModelError(f"{fmt} variants run on the CPU only; use --backend onnxruntime for {device}")
+    return device
+
+
+def _ort_providers() -> list[str]:
+    if not runtime_available("onnx"):
+        return []
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
+
+
 def runtime_available(fmt: str) -> bool:
     module = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "ai_edge_litert"}[fmt]
     return importlib.util.find_spec(module) is not None
