@@ -1,12 +1,13 @@
 """How many encoder frames of silence a student needs after the audio: WER and repetition per tail margin.
 
     python -m edge_askd_bench.tail_margin --model tiny.en-dyn --margins 0,16,32,64 --data DATA_DIR [--out FILE.json]
+    python -m edge_askd_bench.tail_margin --model STUDENT_DIR --margins 64 --min-frames 0,150,300,500 --data DATA_DIR
 
 `--model` is a student preset (an *untrained* full-depth copy of its teacher, the distillation's starting point)
-or a trained student checkpoint directory (its own margin is then overridden). Each margin decodes the 7 parity
-clips and the real sets of `DATA_DIR` (`build_data`'s manifests: clean-en, telephone-dev) through the PyTorch
-student with the runtime's token policy; the padded teacher is scored on the same clips for reference. Prints a
-Markdown table and writes the rows as JSON.
+or a trained student checkpoint directory (its own margin and minimum context are then overridden). Each margin
+(and minimum context) decodes the 7 parity clips and the real sets of `DATA_DIR` (`build_data`'s manifests:
+clean-en, telephone-dev) through the PyTorch student with the runtime's token policy; the padded teacher is
+scored on the same clips for reference. Prints a Markdown table and writes the rows as JSON.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ def _sets(data: Path | None, limit: int) -> dict[str, list[tuple[str, str]]]:
     return sets
 
 
-def measure(model: str, margins: list[int], sets: dict, threads: int, teacher: str = "") -> list[dict]:
+def measure(
+    model: str, margins: list[int], sets: dict, threads: int, teacher: str = "", min_frames: tuple[int, ...] = (0,)
+) -> list[dict]:
     import torch
 
     from edge_askd.hf_transcriber import HFTranscriber
-    from edge_askd.student import TAIL_KEY, resolve_preset, save_student, student_from_preset
+    from edge_askd.student import MIN_KEY, TAIL_KEY, resolve_preset, save_student, student_from_preset
     from edge_askd_runtime.scoring import repeated_ngram_rate, wer
 
     torch.set_num_threads(threads)
@@ -51,13 +54,17 @@ def measure(model: str, margins: list[int], sets: dict, threads: int, teacher: s
         teacher = teacher or f"teacher:{resolve_preset(model).teacher}"
     rows = []
     ref = HFTranscriber(teacher, threads=threads)
-    runs: list[tuple[str, object, int | None]] = [("teacher (30 s window)", ref, None)]
-    runs += [(f"margin {m}", tr, m) for m in margins]
-    for label, transcriber, margin in runs:
+    runs: list[tuple[str, object, int | None, int | None]] = [("teacher (30 s window)", ref, None, None)]
+    for m in margins:
+        for n in min_frames:
+            label = f"margin {m}" + (f", min context {n} ({n * 0.02:g} s)" if len(min_frames) > 1 or n else "")
+            runs.append((label, tr, m, n))
+    for label, transcriber, margin, least in runs:
         if margin is not None:
-            transcriber.tail_frames = margin
+            transcriber.tail_frames, transcriber.min_frames = margin, least
             setattr(transcriber.model.config, TAIL_KEY, margin)
-        row: dict = {"model": label, "tail_frames": margin}
+            setattr(transcriber.model.config, MIN_KEY, least)
+        row: dict = {"model": label, "tail_frames": margin, "min_frames": least}
         t0 = time.perf_counter()
         for name, clips in sets.items():
             hyps = [transcriber.transcribe(audio).text for audio, _ in clips]
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m edge_askd_bench.tail_margin", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="tiny.en-dyn", help="student preset (untrained copy) or checkpoint directory")
     p.add_argument("--margins", default="0,16,32,64", help="tail margins in encoder frames (20 ms each)")
+    p.add_argument("--min-frames", default="0", help="minimum contexts in encoder frames (300 = 6 s), each margin")
     p.add_argument("--data", type=Path, help="build_data directory with clean-en.jsonl and telephone-dev.jsonl")
     p.add_argument("--limit", type=int, default=0, help="at most this many clips per real set (0: all)")
     p.add_argument("--teacher", default="", help="reference teacher (default: the preset's; teacher:base for a dir)")
@@ -89,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = p.parse_args(argv)
     sets = _sets(args.data, args.limit)
-    rows = measure(args.model, [int(m) for m in args.margins.split(",")], sets, args.threads, args.teacher)
+    margins, least = [int(m) for m in args.margins.split(",")], tuple(int(n) for n in args.min_frames.split(","))
+    rows = measure(args.model, margins, sets, args.threads, args.teacher, least)
     print(table(rows, list(sets)))
     if args.out:
         clips = {k: len(v) for k, v in sets.items()}

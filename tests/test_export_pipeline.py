@@ -317,7 +317,7 @@ def test_verify_reruns_the_gate_here_and_fails_in_one_line_on_changed_tokens_or_
     shutil.copytree(student_export, copy)
     changed = _manifest(copy)
     int8 = next(v for v in changed["variants"] if v["name"] == "onnx-int8")
-    int8["verify_tokens"] = [list(reversed(t)) for t in int8["verify_tokens"]]  # references it no longer matches
+    int8["verify_tokens"] = [[t + 1 for t in seq] for seq in int8["verify_tokens"]]  # references it no longer matches
     (copy / "manifest.json").write_text(json.dumps(changed))
     proc = _cli("verify", str(copy), "--backend", "onnxruntime", "--precision", "int8")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -327,7 +327,9 @@ def test_verify_reruns_the_gate_here_and_fails_in_one_line_on_changed_tokens_or_
 
     shutil.copyfile(student_export / "manifest.json", copy / "manifest.json")
     clip = copy / manifest["verify"]["clips"][0]["file"]
-    clip.write_bytes(clip.read_bytes()[:-64] + bytes(64))  # a tampered parity clip is refused like a model file
+    data = bytearray(clip.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    clip.write_bytes(bytes(data))  # a tampered parity clip is refused like a model file
     proc = _cli("verify", str(copy), "--backend", "onnxruntime")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "sha256" in proc.stderr
 

@@ -58,7 +58,7 @@ def test_an_english_only_export_refuses_other_languages_in_one_line(teacher_expo
     with pytest.raises(ModelError) as info:
         Transcriber(teacher_export, language="fr")
     assert "English-only" in str(info.value) and "\n" not in str(info.value)
-    with pytest.raises(ModelError, match="English-only export; language detection needs a multilingual one"):
+    with pytest.raises(ModelError, match="English-only; language detection needs a multilingual one"):
         Transcriber(teacher_export, language="auto")
     assert Transcriber(teacher_export, language="en").settings.prompt == tuple(
         Transcriber(teacher_export).manifest["tokenizer"]["prompt"]
