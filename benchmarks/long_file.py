@@ -1,6 +1,7 @@
 """Peak memory of transcribing one long file, which must not grow with the file's length.
 
-    python -m edge_askd_bench.long_file EXPORT_DIR [--minutes 60] [--rate 48000] [--channels 2] [--json OUT]
+    python -m edge_askd_bench.long_file EXPORT_DIR [--minutes 60] [--rate 48000] [--channels 2]
+                                        [--backend B] [--precision P] [--json OUT]
 
 Writes a recording of real speech (the real clips end to end with pauses, repeated) of that length, rate and
 channel count to a temporary directory block by block, runs `edge-askd transcribe` on it in a fresh process,
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=48000)
     p.add_argument("--channels", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--backend", default=None, help="onnxruntime, openvino or litert (default: the export's first)")
+    p.add_argument("--precision", default=None)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="edge-askd-long-") as tmp:
@@ -62,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         size_mb = path.stat().st_size / 1e6
         cmd = [sys.executable, "-m", "edge_askd.cli", "transcribe", str(path), "--model", str(args.export_dir)]
         cmd += ["--threads", str(args.threads), "--format", "json"]
+        cmd += ["--backend", args.backend] if args.backend else []
+        cmd += ["--precision", args.precision] if args.precision else []
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - start
@@ -72,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     row = {
+        "backend": args.backend or "auto",
+        "precision": args.precision or "auto",
         "audio_minutes": round(seconds / 60, 2),
         "rate": args.rate,
         "channels": args.channels,

@@ -139,9 +139,13 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def _numeric(value: str) -> object:
-    """A CSV cell back as the int/float it was logged as (a resumed, finished run reports numbers, not text)."""
-    for kind in (int, float):
+_COUNT_FIELDS = ("step", "probe_clips", "dev_clips")
+
+
+def _numeric(key: str, value: str) -> object:
+    """A CSV cell back as the int/float it was logged as (a resumed, finished run reports numbers, not text).
+    By column, not by look: a WER of exactly 1 is logged as "1" and is still a float."""
+    for kind in (int, float) if key in _COUNT_FIELDS else (float,):
         try:
             return kind(value)
         except ValueError:
@@ -478,7 +482,7 @@ class Trainer:
             lines = [",".join(fields)] + [",".join(r[k] for k in fields) for r in keep]
             _atomic_write_text(path, "\n".join(lines) + "\n")
             if name == "eval_log.csv":
-                self.eval_rows = [{k: _numeric(v) for k, v in r.items() if v != ""} for r in keep]
+                self.eval_rows = [{k: _numeric(k, v) for k, v in r.items() if v != ""} for r in keep]
 
     # --- one optimizer step -------------------------------------------------------------------------------------
 
