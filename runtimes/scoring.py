@@ -8,6 +8,9 @@ from functools import lru_cache
 # Whisper's normaliser reads a spelled digit string ("two nine three four zero") as one number, "29340", but
 # leaves the same digits written out ("2 9 3 4 0") as five words: one reading, five errors. Joining runs of
 # single digits makes the two spellings score alike, on both sides of the comparison.
+# Bumped whenever normalise() changes what it returns: caches of normalised text (the synthetic corpus's
+# dedupe keys) are keyed on it.
+NORMALISER_VERSION = 2  # 2: runs of single digits joined
 _DIGIT_RUN = re.compile(r"\b\d(?: \d\b)+")
 
 

@@ -333,6 +333,16 @@ def test_verify_reruns_the_gate_here_and_fails_in_one_line_on_changed_tokens_or_
     proc = _cli("verify", str(copy), "--backend", "onnxruntime")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "sha256" in proc.stderr
 
+    shutil.copyfile(student_export / manifest["verify"]["clips"][0]["file"], clip)
+    model = copy / int8["files"]["decoder"]
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))  # a tampered variant
+    proc = _cli("verify", str(copy), "--backend", "onnxruntime", "--precision", "int8")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("edge-askd: error:")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(errors) == 1 and "decoder.int8.onnx" in errors[0] and "sha256" in errors[0]
+
 
 def test_runtime_skips_invalid_variants(student_export, tmp_path):
     from edge_askd_runtime.transcriber import choose_variant

@@ -197,10 +197,12 @@ def cached_corpus(config: CorpusConfig | None = None, exclude: Iterable[str] = (
     import tempfile
 
     from edge_askd_runtime.paths import cache_root
+    from edge_askd_runtime.scoring import NORMALISER_VERSION
 
     cfg = config or CorpusConfig()
     exclude = sorted(set(exclude))
-    key = hashlib.sha256(json.dumps([_CACHE_FORMAT, repr(cfg), exclude]).encode()).hexdigest()[:16]
+    parts = [_CACHE_FORMAT, NORMALISER_VERSION, repr(cfg), exclude]  # the keys are normalise()'s output
+    key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
     path = cache_root() / "text" / f"sentences-{key}.json"
     if path.is_file():
         data = json.loads(path.read_text(encoding="utf-8"))
