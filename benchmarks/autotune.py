@@ -42,12 +42,14 @@ def write_device_default(row: dict, path: Path | None = None) -> Path:
         "audio_s": row["audio_s"],
     }
     if row.get("kind") == "runtime":  # candidate "runtime:DIR:BACKEND:PRECISION" (candidates.parse_candidate)
-        export_dir, backend, precision, device = (row["candidate"].split(":", 1)[1].split(":") + ["", "", ""])[:4]
+        from .candidates import parse_runtime_candidate
+
+        export_dir, backend, precision, device = parse_runtime_candidate(row["candidate"])
         default |= {
             "model": str(Path(export_dir).resolve()),
-            "backend": backend or None,
-            "precision": precision or None,
-            "device": device or row.get("device") or None,
+            "backend": backend,
+            "precision": precision,
+            "device": device or row.get("device"),
         }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(default, indent=2))

@@ -131,13 +131,18 @@ class RuntimeCandidate:
 def runtime_candidates(export_dir: str | Path, device: str = "auto") -> list[str]:
     """One candidate per valid artifact of an export directory whose runtime is installed here
     ("runtime:DIR:BACKEND:PRECISION", plus ":DEVICE" unless auto)."""
-    from edge_askd_runtime.backends import BACKEND_FORMATS, runtime_available
+    from edge_askd_runtime.backends import FORMAT_BACKENDS, runtime_available
     from edge_askd_runtime.transcriber import read_manifest
 
-    backend_of = {fmt: backend for backend, fmt in BACKEND_FORMATS.items()}
     variants = [v for v in read_manifest(export_dir)["variants"] if v.get("valid") and runtime_available(v["format"])]
     suffix = "" if device == "auto" else f":{device}"
-    return [f"runtime:{export_dir}:{backend_of[v['format']]}:{v['precision']}{suffix}" for v in variants]
+    return [f"runtime:{export_dir}:{FORMAT_BACKENDS[v['format']]}:{v['precision']}{suffix}" for v in variants]
+
+
+def parse_runtime_candidate(spec: str) -> tuple[str, str | None, str | None, str | None]:
+    """ "runtime:DIR[:BACKEND[:PRECISION[:DEVICE]]]" -> (DIR, BACKEND, PRECISION, DEVICE), None where absent."""
+    path, backend, precision, device = (spec.split(":", 1)[1].split(":") + ["", "", ""])[:4]
+    return path, backend or None, precision or None, device or None
 
 
 def build_candidate(spec: str, threads: int) -> Candidate:
@@ -148,8 +153,8 @@ def build_candidate(spec: str, threads: int) -> Candidate:
         model, _, compute_type = rest.partition(":")
         return FasterWhisperCandidate(model, compute_type or "int8", threads)
     if kind == "runtime" and rest:
-        path, backend, precision, device = (rest.split(":") + ["", "", ""])[:4]
-        return RuntimeCandidate(path, backend or "auto", precision or None, threads, device or "auto")
+        path, backend, precision, device = parse_runtime_candidate(spec)
+        return RuntimeCandidate(path, backend or "auto", precision, threads, device or "auto")
     raise EdgeAskdError(
         f"unknown benchmark candidate {spec!r}; use pytorch:teacher:base, faster-whisper:base:int8 or runtime:DIR"
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .audio import load_audio
-from .backends import BACKEND_FORMATS, runtime_available
+from .backends import BACKEND_FORMATS, FORMAT_BACKENDS, runtime_available
 from .errors import ModelError
 from .scoring import token_agreement, wer
 from .transcriber import Transcriber, read_manifest, verify_file
@@ -44,13 +44,9 @@ class VariantCheck:
         )
 
 
-def _backend_of(fmt: str) -> str:
-    return next(backend for backend, f in BACKEND_FORMATS.items() if f == fmt)
-
-
 def variants_to_verify(manifest: dict, backend: str = "auto", precision: str | None = None) -> list[dict]:
     """Valid variants whose runtime is installed here, narrowed by backend/precision."""
-    chosen = [
+    return [
         v
         for v in manifest["variants"]
         if v["valid"]
@@ -58,7 +54,6 @@ def variants_to_verify(manifest: dict, backend: str = "auto", precision: str | N
         and (backend == "auto" or BACKEND_FORMATS.get(backend) == v["format"])
         and (precision is None or v["precision"] == precision)
     ]
-    return chosen
 
 
 def verify_export(
@@ -81,7 +76,7 @@ def verify_export(
         if refs is None or len(refs) != len(clips):
             raise ModelError(f"{export_dir}: variant {variant['name']} has no reference tokens; re-export it")
         tr = Transcriber(
-            export_dir, backend=_backend_of(variant["format"]), precision=variant["precision"], threads=threads
+            export_dir, backend=FORMAT_BACKENDS[variant["format"]], precision=variant["precision"], threads=threads
         )
         hyps = [tr.greedy_tokens(audio) for _, audio in clips]
         decode = tr.detokenizer.decode

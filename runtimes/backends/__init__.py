@@ -40,6 +40,7 @@ _ADAPTERS = {
     "tflite": ("litert", "LiteRtBackend", "ai-edge-litert"),
 }
 BACKEND_FORMATS = {"onnxruntime": "onnx", "openvino": "openvino", "litert": "tflite"}
+FORMAT_BACKENDS = {fmt: backend for backend, fmt in BACKEND_FORMATS.items()}
 
 
 # --compute-device names -> the adapters' device names
