@@ -67,12 +67,15 @@ class QuickstartConfig:
     threads: int = 2
     clip: str = "jfk"  # the real clip transcribed at the end
     seed: int = 0
+    # Extra `edge-askd distill --set key=value` overrides, applied after the quickstart's own (e.g. ce_weight=0).
+    distill_set: tuple[str, ...] = ()
 
     def stage_params(self, stage: str) -> dict:
         """The settings a stage depends on (its cache key), so changing --repeats does not redo distillation."""
         keys = {
             "data": ("synth_clips", "synth_dev_clips", "eval_clips", "seed"),
-            "distill": ("budget_min", "student", "method", "max_steps", "batch_size", "lr", "threads", "seed"),
+            "distill": ("budget_min", "student", "method", "max_steps", "batch_size", "lr", "threads", "seed")
+            + ("distill_set",),
             "export": ("target", "threads"),
             "accuracy": ("threads", "accuracy_clips"),
             "bench": ("peers", "lengths_s", "repeats", "threads"),
@@ -192,6 +195,7 @@ def _distill_overrides(cfg: QuickstartConfig, manifests: dict, out: Path, steps:
         f"checkpoint_every={max(steps // 10, 1)}",
         f"threads={cfg.threads}",
         f"seed={cfg.seed}",
+        *cfg.distill_set,
     ]
 
 
@@ -476,6 +480,17 @@ def commands(cfg: QuickstartConfig, pipeline: Pipeline) -> list[str]:
     ]
 
 
+def quickstart_command(cfg: QuickstartConfig, out: Path) -> str:
+    """The one command that reproduces this run: the settings that differ from the defaults, nothing else."""
+    d = QuickstartConfig()
+    words = ["edge-askd quickstart", f"--budget {cfg.budget_min:g}"]
+    words += [f"--student {cfg.student}"] * (cfg.student != d.student)
+    words += [f"--method {cfg.method}"] * (cfg.method != d.method)
+    words += [f"--steps {cfg.max_steps}"] * bool(cfg.max_steps)
+    words += [f"--set {shlex.quote(o)}" for o in cfg.distill_set]
+    return " ".join([*words, f"--out {out}"])
+
+
 def stage_report(cfg: QuickstartConfig, pipeline: Pipeline, stage_dir: Path) -> dict:
     rec = {k: v.outputs for k, v in pipeline.records.items()}
     bench = json.loads(Path(rec["bench"]["results"]).read_text())
@@ -539,8 +554,7 @@ def stage_report(cfg: QuickstartConfig, pipeline: Pipeline, stage_dir: Path) -> 
         "",
         "## Reproduce",
         "",
-        "Everything: `edge-askd quickstart "
-        + f"--budget {cfg.budget_min:g} --out {pipeline.root}` (re-running reuses finished stages). Stage by stage:",
+        f"Everything: `{quickstart_command(cfg, pipeline.root)}` (re-running reuses finished stages). Stage by stage:",
         "",
         "```",
         *commands(cfg, pipeline),
@@ -625,6 +639,14 @@ def add_quickstart_parser(sub) -> None:
     )
     p.add_argument("--target", default=d.target, help="export target, or auto for this machine")
     p.add_argument("--steps", type=int, default=0, help="fixed number of steps instead of the time budget")
+    p.add_argument(
+        "--set",
+        dest="distill_set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra distillation override (a key of edge_askd/distill_config.py), e.g. --set ce_weight=0",
+    )
     p.add_argument("--synth-clips", type=int, default=d.synth_clips)
     p.add_argument("--peers", default=",".join(d.peers), help="comma-separated bench peers; '' for none")
     p.add_argument("--lengths", default=",".join(f"{x:g}" for x in d.lengths_s), help="bench clip lengths (s)")
@@ -647,6 +669,7 @@ def run_quickstart_command(args) -> int:
         lengths_s=tuple(float(x) for x in args.lengths.split(",")),
         repeats=args.repeats,
         threads=args.threads,
+        distill_set=tuple(args.distill_set),
     )
     report = run_quickstart(cfg, fresh=args.fresh, log=lambda m: print(m, file=sys.stderr, flush=True))
     print(report.read_text())
