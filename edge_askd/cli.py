@@ -135,13 +135,19 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
 def _cmd_listen(args: argparse.Namespace) -> int:
     from edge_askd_runtime.live import ListenConfig, list_input_devices, listen
+    from edge_askd_runtime.stream import StreamConfig
 
     if args.list_devices:
         print("\n".join(list_input_devices()) or "no input devices found")
         return 0
     transcriber = _transcriber_from(args)
     device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
-    config = ListenConfig(device=device, endpoint_ms=args.endpoint_ms, max_seconds=args.max_seconds, output=args.output)
+    config = ListenConfig(
+        device=device,
+        max_seconds=args.max_seconds,
+        output=args.output,
+        stream=StreamConfig(endpoint_ms=args.endpoint_ms),
+    )
     tty = sys.stderr.isatty()
 
     def show_partial(text: str) -> None:
@@ -152,17 +158,37 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         if tty:
             print("\r\033[K", end="", file=sys.stderr)
         print(line.text, flush=True)
-        print(f"[final {line.latency_ms:.0f} ms after end of speech]", file=sys.stderr, flush=True)
+        print(
+            f"[final {line.latency_ms:.0f} ms after end of speech: endpoint wait {line.endpoint_ms:.0f}"
+            f" + behind {line.behind_ms:.0f} + compute {line.compute_ms:.0f} ms]",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def show_ready() -> None:
         print("listening… (Ctrl-C to stop)", file=sys.stderr, flush=True)
 
-    lines = listen(transcriber.transcribe, config, on_partial=show_partial, on_final=show_final, on_ready=show_ready)
+    def show_warning(message: str) -> None:
+        print(f"{chr(13) + chr(27) + '[K' if tty else ''}edge-askd: warning: {message}", file=sys.stderr, flush=True)
+
+    lines = listen(
+        transcriber.transcribe,
+        config,
+        on_partial=show_partial,
+        on_final=show_final,
+        on_ready=show_ready,
+        on_warning=show_warning,
+    )
     if lines:
-        latencies = sorted(line.latency_ms for line in lines)
+
+        def median(values) -> float:
+            return sorted(values)[len(lines) // 2]
+
         print(
-            f"{len(lines)} lines; end-of-speech to final text: median {latencies[len(latencies) // 2]:.0f} ms, "
-            f"max {latencies[-1]:.0f} ms",
+            f"{len(lines)} lines; end-of-speech to final text: median {median(x.latency_ms for x in lines):.0f} ms, "
+            f"max {max(x.latency_ms for x in lines):.0f} ms (median endpoint wait "
+            f"{median(x.endpoint_ms for x in lines):.0f} ms, behind {median(x.behind_ms for x in lines):.0f} ms, "
+            f"compute {median(x.compute_ms for x in lines):.0f} ms)",
             file=sys.stderr,
         )
     return 0

@@ -14,6 +14,7 @@ from edge_askd_runtime.audio import SAMPLE_RATE, load_audio
 from edge_askd_runtime.errors import ModelError
 from edge_askd_runtime.features import log_mel
 from edge_askd_runtime.results import Segment, Transcription
+from edge_askd_runtime.stream import StreamConfig, TranscriptionStream
 from edge_askd_runtime.transcriber import speech_chunks
 
 from .teacher import materialise_teacher
@@ -63,6 +64,10 @@ class HFTranscriber:
         if self.language:
             ids += [gen.lang_to_id[f"<|{self.language}|>"], gen.task_to_id["transcribe"]]
         return ids + [gen.no_timestamps_token_id]
+
+    def stream(self, config: StreamConfig | None = None) -> TranscriptionStream:
+        """A push-audio stream over this model, as `Transcriber.stream` (edge_askd_runtime.stream)."""
+        return TranscriptionStream(self.transcribe, config)
 
     def transcribe(self, audio: str | Path | np.ndarray) -> Transcription:
         import torch

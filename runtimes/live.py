@@ -1,8 +1,9 @@
-"""Live microphone transcription: a sounddevice input stream, energy-VAD endpointing, partial results while
-the person speaks and a final line when they stop.
+"""Live microphone transcription: a sounddevice input stream driving a `TranscriptionStream` (stream.py):
+partial results while the person speaks and a final line when they stop.
 
-Latency reported per line = wall time from the arrival of the last speech block to the final text, so it
-includes the endpoint wait (`endpoint_ms` of silence) and the final transcription.
+Latency reported per line = wall time from the capture of the last speech block to the final text, so it
+includes the endpoint wait (`endpoint_ms` of silence) and the final transcription. Input overflows (audio
+PortAudio dropped because this loop fell behind) are counted and reported, not ignored.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import queue
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,10 @@ import numpy as np
 from .audio import SAMPLE_RATE
 from .errors import EdgeAskdError
 from .results import Transcription
-from .vad import EnergyVad, VadConfig
+from .stream import LineCompleted, LineUpdated, StreamConfig, TranscriptionStream
 
 Transcribe = Callable[[np.ndarray], Transcription]
-TAIL_MS = 100  # audio kept after the last speech frame: the word's decay
+FinalLine = LineCompleted  # the name listen() callers know
 
 
 class MicrophoneError(EdgeAskdError):
@@ -32,27 +33,9 @@ class MicrophoneError(EdgeAskdError):
 @dataclass
 class ListenConfig:
     device: int | str | None = None
-    endpoint_ms: int = 250  # silence that ends an utterance; shorter = faster final text, more split sentences
-    # Start the final transcription this far into a pause instead of at the endpoint; if the pause does become
-    # the endpoint (no new speech), the text is already there, so the final line costs ~endpoint_ms, not
-    # endpoint_ms + one transcription. 0 disables it.
-    speculate_ms: int = 100
-    partial_every_ms: int = 700
-    preroll_ms: int = 300
-    min_speech_ms: int = 120  # onset: this much consecutive speech starts an utterance
-    min_utterance_speech_ms: int = 250  # energy gate: shorter blips (clicks, a cough) are dropped, not transcribed
-    max_utterance_s: float = 28.0
     max_seconds: float | None = None  # stop after this much audio (tests, benchmarks)
     output: Path | None = None
-    vad: VadConfig | None = None
-
-
-@dataclass
-class FinalLine:
-    text: str
-    start_s: float
-    end_s: float
-    latency_ms: float
+    stream: StreamConfig = field(default_factory=StreamConfig)  # the endpointer: endpoint_ms, partials, ...
 
 
 def import_sounddevice():
@@ -108,142 +91,65 @@ def listen(
     on_partial: Callable[[str], None] = lambda text: None,
     on_final: Callable[[FinalLine], None] = lambda line: None,
     on_ready: Callable[[], None] = lambda: None,
+    on_warning: Callable[[str], None] = lambda message: None,
 ) -> list[FinalLine]:
-    """Transcribe the microphone until `max_seconds` of audio or Ctrl-C; return the final lines."""
+    """Transcribe the microphone until `max_seconds` of audio or Ctrl-C; return the final lines (with text)."""
     sd = import_sounddevice()
     device, rate = _resolve_device(sd, config.device)
-    resampler = None
-    if rate != SAMPLE_RATE:
-        import soxr
-
-        resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
-    vad = EnergyVad(config.vad)
-    frame = vad.frame
+    stream = TranscriptionStream(transcribe, config.stream)
+    frame_ms = stream.frame_ms
     blocks: queue.Queue[tuple[np.ndarray, float]] = queue.Queue()
+    overflows = [0, 0.0]  # callbacks that reported an input overflow; seconds of audio in those blocks
 
     def callback(indata, frames, time_info, status) -> None:
+        if status.input_overflow:  # PortAudio dropped audio before this block: the loop below fell behind
+            overflows[0] += 1
+            overflows[1] += frames / rate
         blocks.put((indata[:, 0].copy(), time.perf_counter()))
 
     try:
-        stream = sd.InputStream(
+        audio_in = sd.InputStream(
             device=device,
             samplerate=rate,
             channels=1,
             dtype="float32",
-            blocksize=int(rate * config.vad.frame_ms / 1000) if config.vad else int(rate * 0.03),
+            blocksize=int(rate * frame_ms / 1000),
             callback=callback,
         )
-        stream.start()
+        audio_in.start()
     except sd.PortAudioError as exc:
         busy = "unavailable" in str(exc).lower() or "busy" in str(exc).lower() or "-9985" in str(exc)
         hint = "close the program using it" if busy else "check --device and `edge-askd listen --list-devices`"
         raise MicrophoneError(f"cannot open audio input {device or 'default'} ({exc}); {hint}") from None
 
-    lines: list[FinalLine] = []
-    preroll = np.zeros(0, dtype=np.float32)
-    utterance: list[np.ndarray] = []
-    pending = np.zeros(0, dtype=np.float32)
-    received = 0  # samples at 16 kHz
-    speech_run = silence_run = 0
-    in_speech = False
-    utt_start = 0
-    last_speech_wall = 0.0
-    last_speech_end = 0
-    since_partial = 0
-    speech_frames = 0
-    last_cost_s = 0.0  # duration of the latest transcription, to throttle partials on slow hardware
+    reported = 0
 
-    def timed(audio: np.ndarray) -> Transcription:
-        nonlocal last_cost_s
-        start = time.perf_counter()
-        result = transcribe(audio)
-        last_cost_s = time.perf_counter() - start
-        return result
-
-    speculative: tuple[int, Transcription] | None = None  # (last_speech_end it was computed for, result)
-
-    def final_audio() -> np.ndarray:
-        audio = np.concatenate(utterance)
-        keep = max(0, last_speech_end - utt_start + int(TAIL_MS * SAMPLE_RATE / 1000))
-        return audio[:keep] if keep else audio
-
-    def finalise() -> None:
-        nonlocal utterance, in_speech, speculative
-        if speech_frames * vad.config.frame_ms < config.min_utterance_speech_ms:
-            utterance, in_speech, speculative = [], False, None  # Whisper hallucinates ("Thank you.") on scraps
-            return
-        if speculative is not None and speculative[0] == last_speech_end:
-            result = speculative[1]  # same audio as final_audio(): no speech arrived since it was computed
-        else:
-            result = timed(final_audio())
-        speculative = None
-        text = result.text.strip()
-        if text:
-            line = FinalLine(
-                text,
-                utt_start / SAMPLE_RATE,
-                last_speech_end / SAMPLE_RATE,
-                (time.perf_counter() - last_speech_wall) * 1000,
-            )
-            lines.append(line)
-            if config.output:
-                _append_line(config.output, text)
-            on_final(line)
-        utterance, in_speech = [], False
+    def handle(events) -> None:
+        for event in events:
+            if isinstance(event, LineUpdated):
+                on_partial(event.text)
+            elif isinstance(event, LineCompleted) and event.text:
+                if config.output:
+                    _append_line(config.output, event.text)
+                on_final(event)
 
     try:
-        with stream:
+        with audio_in:
             on_ready()  # only now is audio being captured
-            while config.max_seconds is None or received < config.max_seconds * SAMPLE_RATE:
+            while config.max_seconds is None or stream.received < config.max_seconds * SAMPLE_RATE:
                 try:
                     block, wall = blocks.get(timeout=1.0)
                 except queue.Empty:
                     continue
-                if resampler is not None:
-                    block = resampler.resample_chunk(block)
-                pending = np.concatenate([pending, block])
-                while len(pending) >= frame:
-                    chunk, pending = pending[:frame], pending[frame:]
-                    speech = vad.is_speech(chunk)
-                    received += frame
-                    if not in_speech:
-                        preroll = np.concatenate([preroll, chunk])[-int(config.preroll_ms * SAMPLE_RATE / 1000) :]
-                        speech_run = speech_run + 1 if speech else 0
-                        if speech_run * vad.config.frame_ms >= config.min_speech_ms:
-                            in_speech, utterance = True, [preroll]
-                            utt_start = received - len(preroll)
-                            silence_run, since_partial, speech_frames = 0, 0, speech_run
-                            last_speech_wall, last_speech_end = wall, received
-                        continue
-                    utterance.append(chunk)
-                    since_partial += frame
-                    if speech:
-                        silence_run, last_speech_wall, last_speech_end = 0, wall, received
-                        speech_frames += 1
-                    else:
-                        silence_run += frame
-                    too_long = received - utt_start >= config.max_utterance_s * SAMPLE_RATE
-                    if silence_run >= config.endpoint_ms * SAMPLE_RATE / 1000 or too_long:
-                        finalise()
-                        preroll, speech_run = np.zeros(0, dtype=np.float32), 0
-                    elif (
-                        config.speculate_ms
-                        and silence_run >= max(config.speculate_ms, TAIL_MS) * SAMPLE_RATE / 1000
-                        and (speculative is None or speculative[0] != last_speech_end)
-                        and speech_frames * vad.config.frame_ms >= config.min_utterance_speech_ms
-                    ):
-                        # final_audio() ends TAIL_MS after the last speech, which has arrived by now.
-                        speculative = (last_speech_end, timed(final_audio()))
-                    elif (
-                        since_partial >= max(config.partial_every_ms / 1000, 3 * last_cost_s) * SAMPLE_RATE
-                        and blocks.qsize() <= 2
-                    ):
-                        # Partials only when caught up and cheap next to their interval, so that they rarely
-                        # delay the final line.
-                        since_partial = 0
-                        on_partial(timed(np.concatenate(utterance)).text.strip())
+                # Partials only when caught up, so that they do not delay the final line.
+                handle(stream.add_audio(block, rate, arrived=wall, partial_ok=blocks.qsize() <= 2))
+                if overflows[0] > reported:
+                    reported = overflows[0]
+                    on_warning(
+                        f"input overflow: audio was dropped {overflows[0]} time(s) so far (the transcription "
+                        "fell behind the microphone); use a smaller model or export, or more --threads"
+                    )
     except KeyboardInterrupt:
         pass
-    if in_speech and utterance:
-        finalise()
-    return lines
+    handle(stream.finish())
+    return stream.lines

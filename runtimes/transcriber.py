@@ -22,6 +22,7 @@ from .decoding import DecodeSettings, SilenceGate, allocate_cache, greedy_decode
 from .errors import ModelError
 from .features import HOP_LENGTH, N_SAMPLES_30S, log_mel, with_tail
 from .results import Segment, Transcription
+from .stream import StreamConfig, TranscriptionStream
 from .tokenizer import Detokenizer
 from .vad import speech_segments
 from .versions import runtime_version, version_tuple
@@ -366,6 +367,10 @@ class Transcriber:
         """The parity gate's path for one clip of <= 30 s: no VAD, no silence gate, the greedy tokens."""
         cross = self.backend.run_encoder(self.mel(audio))
         return greedy_decode(self.backend, cross, self.settings, len(audio) / SAMPLE_RATE, self._cache).tokens
+
+    def stream(self, config: StreamConfig | None = None) -> TranscriptionStream:
+        """A push-audio stream over this model: `add_audio(samples, rate)` -> line events (stream.py)."""
+        return TranscriptionStream(self.transcribe, config)
 
     def chunks(self, audio: np.ndarray) -> list[Chunk]:
         return speech_chunks(audio)
