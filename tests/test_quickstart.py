@@ -168,3 +168,23 @@ def test_reproduce_command_of_the_distill_stage_is_the_stage_config(tmp_path):
     manifests = {k: str(cfg.out / "data" / f) for k, f in files.items()}
     stage = load_config(RECIPE, _distill_overrides(cfg, manifests, cfg.out / "distill" / "run", 221))
     assert load_config(RECIPE, overrides) == stage
+
+
+def test_static_kd_matches_the_teacher_only_and_set_overrides_come_last(tmp_path):
+    from edge_askd.distill_config import load_config
+    from edge_askd.quickstart import RECIPE, _distill_overrides, quickstart_command
+
+    manifests = {k: str(tmp_path / f"{k}.jsonl") for k in ("train", "dev_eval", "probes")}
+
+    def config(**kw):
+        return load_config(RECIPE, _distill_overrides(QuickstartConfig(**kw), manifests, tmp_path / "run", 10))
+
+    assert config().method == "static_kd" and config().ce_weight == 0.0
+    # The ASKD methods keep the recipe's CE (their teacher weight decays; CE is what is left).
+    assert config(method="askd").ce_weight == load_config(RECIPE).ce_weight > 0
+    tuned = QuickstartConfig(distill_set=("ce_weight=0.5", "lr=2e-6"))
+    assert (config(distill_set=tuned.distill_set).ce_weight, config(distill_set=tuned.distill_set).lr) == (0.5, 2e-6)
+    assert "--set ce_weight=0.5 --set lr=2e-6" in quickstart_command(tuned, tmp_path)
+    assert QuickstartConfig().stage_params("distill") != tuned.stage_params("distill")  # a new distillation
+    with pytest.raises(EdgeAskdError, match="nonsense"):
+        config(distill_set=("nonsense=1",))
