@@ -194,6 +194,33 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    # Lazy: the server code and its protocol packages load only for `serve`.
+    from edge_askd_runtime.server import ServeConfig, check_dependencies, serve
+    from edge_askd_runtime.stream import StreamConfig
+
+    config = ServeConfig(
+        wyoming=args.wyoming,
+        http=args.http,
+        workers=args.workers,
+        queue=args.queue,
+        max_bytes=args.max_bytes,
+        max_seconds=args.max_seconds,
+        grace_s=args.grace,
+        partials=not args.no_partials,
+        model_name=args.model_name,
+        stream=StreamConfig(endpoint_ms=args.endpoint_ms),
+    )
+    check_dependencies(config)  # before the model loads: a missing extra is one line, at once
+    not_export = f"{args.model}: serve runs the torch-free runtime; pass --model EXPORT_DIR (a manifest.json)"
+    if args.model is not None and not (Path(args.model) / "manifest.json").is_file():
+        raise EdgeAskdError(not_export)
+    transcribers = [_transcriber_from(args) for _ in range(args.workers)]
+    if not hasattr(transcribers[0], "manifest"):  # the autotuned default was a PyTorch model
+        raise EdgeAskdError(not_export)
+    return serve(transcribers, config)
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from edge_askd_runtime.verify import verify_export
 
@@ -278,6 +305,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=None, help="append each final line to this file")
     p.add_argument("--max-seconds", type=float, default=None, help="stop after this much audio")
     p.set_defaults(func=_cmd_listen)
+
+    p = sub.add_parser(
+        "serve", help="serve an export over Wyoming (Home Assistant) and/or an OpenAI-compatible HTTP API"
+    )
+    _add_model_args(p)
+    p.add_argument("--wyoming", default=None, metavar="URI", help="Wyoming server, e.g. tcp://0.0.0.0:10300")
+    p.add_argument("--http", default=None, metavar="HOST:PORT", help="OpenAI-compatible API, e.g. 0.0.0.0:8000")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="transcriptions computed in parallel, each with its own copy of the model (default: 1)",
+    )
+    p.add_argument("--queue", type=int, default=8, help="requests waiting beyond the workers; more get busy (8)")
+    p.add_argument("--max-bytes", type=int, default=25 * 1024 * 1024, help="largest request in bytes (25 MiB)")
+    p.add_argument("--max-seconds", type=float, default=300.0, help="longest request audio in seconds (300)")
+    p.add_argument("--grace", type=float, default=30.0, help="seconds requests in flight get on SIGTERM (30)")
+    p.add_argument("--endpoint-ms", type=int, default=250, help="Wyoming partials: silence that ends a line (ms)")
+    p.add_argument("--no-partials", action="store_true", help="Wyoming: no streamed partial transcripts")
+    p.add_argument("--model-name", default=None, help="advertised model name (default: the export directory's)")
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("verify", help="re-run an export's parity gate on this device (torch-free)")
     p.add_argument("export_dir", type=Path, metavar="EXPORT_DIR", help="an export directory (manifest.json)")

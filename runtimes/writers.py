@@ -107,6 +107,26 @@ def to_json(result: Transcription, audio_path: str | os.PathLike[str]) -> str:
     return json.dumps({"file": str(audio_path), **result.to_dict()}, ensure_ascii=False) + "\n"
 
 
+def verbose_json(result: Transcription, task: str = "transcribe") -> dict:
+    """OpenAI's `verbose_json` transcription body: task, language, duration, text and the segments (id, start,
+    end, text, tokens; seek is always 0: no 30 s windows here). No log-probabilities or word times: the greedy
+    runtime has none to report."""
+    return {
+        "task": task,
+        "language": result.language or "",
+        "duration": round(result.audio_seconds, 3),
+        "text": result.text,
+        "segments": [
+            {"id": i, "seek": 0, "start": c.start, "end": max(c.end, c.start), "text": c.text, "tokens": list(c.tokens)}
+            for i, c in enumerate(cues(result))
+        ],
+    }
+
+
+def to_verbose_json(result: Transcription, task: str = "transcribe") -> str:
+    return json.dumps(verbose_json(result, task), ensure_ascii=False) + "\n"
+
+
 def to_txt(result: Transcription) -> str:
     return result.text.strip() + "\n" if result.text.strip() else ""
 
@@ -148,7 +168,9 @@ __all__ = [
     "render",
     "srt_timestamp",
     "to_srt",
+    "to_verbose_json",
     "to_vtt",
+    "verbose_json",
     "vtt_timestamp",
     "write_outputs",
 ]
