@@ -19,10 +19,8 @@ import numpy as np
 
 from .audio import SAMPLE_RATE
 from .errors import EdgeAskdError
-from .results import Transcription
-from .stream import LineCompleted, LineUpdated, StreamConfig, TranscriptionStream
+from .stream import LineCompleted, LineUpdated, StreamConfig, Transcribe, TranscriptionStream
 
-Transcribe = Callable[[np.ndarray], Transcription]
 FinalLine = LineCompleted  # the name listen() callers know
 
 

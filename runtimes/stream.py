@@ -113,10 +113,6 @@ class TranscriptionStream:
         self._resampler = None
         self._last_cost_s = 0.0  # the latest transcription's duration, to throttle partials on slow hardware
 
-    @property
-    def in_line(self) -> bool:
-        return self._line is not None
-
     def _ms(self, ms: float) -> int:
         return int(ms * SAMPLE_RATE / 1000)
 
