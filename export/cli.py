@@ -45,6 +45,13 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         default="auto",
         help="onnx-int8 encoder quantization; auto: dynamic, weight-only if dynamic fails the gate (default)",
     )
+    parser.add_argument(
+        "--vocab",
+        type=_vocab,
+        default="full",
+        help="output vocabulary: full (default), or the number of English tokens to keep; a smaller output "
+        "projection, English only, transcripts can change: docs/vocab-shortlist/README.md",
+    )
     parser.set_defaults(func=run_export)
     return parser
 
@@ -54,7 +61,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     from .pipeline import ExportOptions, export_checkpoint, runs_in
 
-    options = ExportOptions(parity=parity_config(args), onnx_int8_encoder=args.onnx_int8_encoder)
+    options = ExportOptions(parity=parity_config(args), onnx_int8_encoder=args.onnx_int8_encoder, vocab=args.vocab)
     path = export_checkpoint(resolve_checkpoint(args.checkpoint), args.target, args.out, options)
     manifest = json.loads(path.read_text())
     for variant in manifest["variants"]:
@@ -68,6 +75,18 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"{variant['name']:16s} {size:7.1f} MB  {_evidence(parity)}  {status}")
     print(path)
     return 0
+
+
+def _vocab(value: str) -> str | int:
+    if value == "full":
+        return value
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: use full or a positive number of tokens")
+    return size
 
 
 def parity_config(args: argparse.Namespace):

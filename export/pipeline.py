@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edge_askd_runtime.backends import load_backend
@@ -16,6 +17,7 @@ from edge_askd_runtime.errors import EdgeAskdError, ModelError
 from edge_askd_runtime.features import SAMPLE_RATE
 from edge_askd_runtime.tokenizer import Detokenizer
 from edge_askd_runtime.transcriber import backend_spec, decode_settings, model_mel, variant_files
+from edge_askd_runtime.vocab import VocabMap
 
 from . import onnx_export
 from .graphs import GraphDims, load_model
@@ -31,6 +33,7 @@ from .parity import (
     gate,
     load_wer_sets,
 )
+from .shortlist import build_shortlist, shortlist_model
 from .targets import get_target
 
 DEFAULT_BUCKETS = (1000, 2000, 3000)  # static TFLite encoder lengths in mel frames (10, 20, 30 s)
@@ -61,10 +64,15 @@ class ExportOptions:
     # encoder is slower than the dynamic one (92 vs 58 ms per 10 s, 2 threads; fp32 127 ms), hence only as the
     # fallback.
     onnx_int8_encoder: str = "auto"
+    # Output vocabulary: "full", or a number of English tokens to keep (export/shortlist.py). Full by default:
+    # no K that saves much keeps the transcripts unchanged on real speech (docs/vocab-shortlist/README.md).
+    vocab: str | int = "full"
 
     def __post_init__(self) -> None:
         if self.onnx_int8_encoder not in ("auto", "dynamic", "weight_only"):
             raise ExportError(f"onnx_int8_encoder={self.onnx_int8_encoder!r}: use auto, dynamic or weight_only")
+        if self.vocab != "full" and not (isinstance(self.vocab, int) and self.vocab > 0):
+            raise ExportError(f"vocab={self.vocab!r}: use full or a number of tokens (e.g. 32768)")
 
 
 def _prompt(generation: dict) -> list[int]:
@@ -224,15 +232,21 @@ def export_checkpoint(
     torch.set_num_threads(options.threads)
 
     model = load_model(checkpoint)
-    dims = GraphDims.from_config(model.config)
     generation = json.loads((checkpoint / "generation_config.json").read_text())
+    vocab = _shortlist(model, checkpoint, generation, options)
+    dims = GraphDims.from_config(model.config)
     manifest = base_manifest(checkpoint, tgt, dims, generation, _prompt(generation))
     shutil.copyfile(checkpoint / "tokenizer.json", out / "tokenizer.json")
     add_files(manifest, out, ["tokenizer.json"], "json", "-")
+    if vocab.shortlisted:
+        full_size = json.loads((checkpoint / "config.json").read_text())["vocab_size"]
+        manifest["tokenizer"]["shortlist"] = _write_shortlist(vocab, out, full_size)
+        add_files(manifest, out, [manifest["tokenizer"]["shortlist"]["file"]], "json", "-")
     padded = manifest["mel"]["input"] == "padded_30s"
     buckets = [dims.max_mel_frames] if padded else sorted(options.tflite_buckets)
-    settings = decode_settings(manifest)
-    detok = Detokenizer.from_file(out / "tokenizer.json", first_special=settings.eos)
+    # The gate runs in the graph's token ids, PyTorch (the same shortlisted model) included.
+    settings = vocab.settings(decode_settings(manifest))
+    detok = vocab.detokenizer(Detokenizer.from_file(out / "tokenizer.json", first_special=generation["eos_token_id"]))
 
     clips = _load_clips(options.parity.clips)
     # The quantized gate's clips: the real WER sets, or the fp32 clips when none are configured (legacy gate).
@@ -330,7 +344,7 @@ def export_checkpoint(
         variant["valid"] = result.passed
         variant["min_runtime"] = min_runtime(fmt, out, variant["files"])  # after the retry: its files count
         manifest["variants"].append(variant)
-    _add_verification(manifest, out, clips, refs_for, options.parity)
+    _add_verification(manifest, out, clips, refs_for, options.parity, vocab)
     order = {v: i for i, v in enumerate(wanted)}
     manifest["variants"].sort(key=lambda v: order.get((v["format"], v["precision"]), len(order)))
     # The quantized references as built (dynamic input first); none built (no quantized variant got as far as its
@@ -351,11 +365,40 @@ def export_checkpoint(
     return path
 
 
+SHORTLIST_FILE = "vocab-shortlist.json"
+
+
+def _shortlist(model, checkpoint: Path, generation: dict, options: ExportOptions) -> VocabMap:
+    """Shortlist the model's vocabulary in place when the options ask for it; the id map either way."""
+    size = None if options.vocab == "full" else int(options.vocab)
+    if size is None or size >= model.config.vocab_size:
+        return VocabMap()
+    ids = build_shortlist(
+        checkpoint / "tokenizer.json", generation["eos_token_id"], generation["no_timestamps_token_id"], size
+    )
+    shortlist_model(model, ids)
+    return VocabMap(np.asarray(ids, dtype=np.int64))
+
+
+def _write_shortlist(vocab: VocabMap, out: Path, full_size: int) -> dict:
+    """vocab-shortlist.json (the tokenizer id of each graph id) and the manifest's record of it."""
+    ids = [int(i) for i in vocab.ids]
+    (out / SHORTLIST_FILE).write_text(json.dumps({"ids": ids}, separators=(",", ":")) + "\n", encoding="utf-8")
+    return {
+        "file": SHORTLIST_FILE,
+        "size": len(ids),
+        "vocab_size": full_size,
+        "ranking": "export/shortlist.py (wordfreq English + the project text corpus; docs/vocab-shortlist)",
+    }
+
+
 def _margins(manifest: dict) -> tuple[int, int]:
     return manifest["mel"]["tail_frames"], manifest["mel"]["min_frames"]
 
 
-def _add_verification(manifest: dict, out: Path, clips: list[EvalClip], refs_for, parity: ParityConfig) -> None:
+def _add_verification(
+    manifest: dict, out: Path, clips: list[EvalClip], refs_for, parity: ParityConfig, vocab: VocabMap
+) -> None:
     """What `edge-askd verify` re-runs on the board: the fp32 gate's clips (float wavs, hashed like the models,
     so the check needs nothing from the network) and, per valid variant, the PyTorch tokens for its own input."""
     import soundfile as sf
@@ -369,7 +412,8 @@ def _add_verification(manifest: dict, out: Path, clips: list[EvalClip], refs_for
     add_files(manifest, out, [r["file"] for r in rows], "wav", "-")
     for variant in manifest["variants"]:
         if variant["valid"]:
-            variant["verify_tokens"] = [r.tokens for r in refs_for(variant.get("buckets"), quantized=False)]
+            refs = refs_for(variant.get("buckets"), quantized=False)
+            variant["verify_tokens"] = [vocab.to_full(r.tokens) for r in refs]  # tokenizer ids, as greedy_tokens
     manifest["verify"] = {
         "clips": rows,
         "min_token_agreement": parity.min_token_agreement,

@@ -26,6 +26,7 @@ from .stream import StreamConfig, TranscriptionStream
 from .tokenizer import Detokenizer
 from .vad import speech_segments
 from .versions import runtime_version, version_tuple
+from .vocab import VocabMap
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -190,6 +191,17 @@ def build_prompt(manifest: dict, language: str | None, task: str | None) -> list
     return [tok["sot"], lang_to_id[f"<|{language}|>"], task_to_id[task], tok["no_timestamps"]]
 
 
+def load_vocab(export_dir: Path, manifest: dict) -> VocabMap:
+    """The export's graph-id map: a shortlisted vocabulary (hash-verified) or the identity."""
+    shortlist = manifest["tokenizer"].get("shortlist")
+    if not shortlist:
+        return VocabMap()
+    vocab = VocabMap.from_file(verify_file(export_dir, shortlist["file"], manifest))
+    if vocab.size != shortlist["size"]:
+        raise ModelError(f"{export_dir / shortlist['file']}: {vocab.size} ids, the manifest says {shortlist['size']}")
+    return vocab
+
+
 def model_mel(
     audio: np.ndarray, padded_30s: bool, n_mels: int, buckets: list[int], tail_frames: int = 0, min_frames: int = 0
 ) -> np.ndarray:
@@ -324,13 +336,19 @@ class Transcriber:
         self.detokenizer = Detokenizer.from_file(
             verify_file(self.export_dir, tok["file"], self.manifest), first_special=tok["eos"]
         )
+        self.vocab = load_vocab(self.export_dir, self.manifest)
+        if self.vocab.shortlisted and language not in (None, "en"):
+            raise ModelError(
+                f"{self.export_dir}: this export's vocabulary is shortlisted to English ({self.vocab.size} tokens); "
+                f"for language={language!r} re-export with `edge-askd export ... --vocab full`"
+            )
         self.detect = language == "auto"
         if self.detect and not self.manifest["tokenizer"].get("lang_to_id"):
             raise ModelError(
                 f"{self.export_dir}: this export is English-only; language detection needs a multilingual one"
             )
         self.task = task
-        self.settings = decode_settings(self.manifest, None if self.detect else language, task)
+        self.settings = self.vocab.settings(decode_settings(self.manifest, None if self.detect else language, task))
         self.padded_input = self.manifest["mel"]["input"] == "padded_30s"
         self.n_mels = self.manifest["mel"]["n_mels"]
         self.tail_frames = int(self.manifest["mel"].get("tail_frames", 0))  # exports before the margin: 0
@@ -355,18 +373,20 @@ class Transcriber:
         if not lang_to_id:
             raise ModelError(f"{self.export_dir}: this export is English-only; it has no language tokens")
         self.backend.bind_cross(cross)
-        logits, _ = self.backend.run_decoder_step(self.manifest["tokenizer"]["sot"], 0, self._cache)
+        (sot,) = self.vocab.to_graph([self.manifest["tokenizer"]["sot"]])
+        logits, _ = self.backend.run_decoder_step(sot, 0, self._cache)
         codes = [code.strip("<|>") for code in lang_to_id]
-        scores = np.asarray(logits, dtype=np.float64)[list(lang_to_id.values())]
+        scores = np.asarray(logits, dtype=np.float64)[self.vocab.to_graph(list(lang_to_id.values()))]
         probs = np.exp(scores - scores.max())
         probs /= probs.sum()
         best = int(np.argmax(probs))
         return codes[best], float(probs[best])
 
     def greedy_tokens(self, audio: np.ndarray) -> list[int]:
-        """The parity gate's path for one clip of <= 30 s: no VAD, no silence gate, the greedy tokens."""
+        """The parity gate's path for one clip of <= 30 s: no VAD, no silence gate, the greedy tokenizer ids."""
         cross = self.backend.run_encoder(self.mel(audio))
-        return greedy_decode(self.backend, cross, self.settings, len(audio) / SAMPLE_RATE, self._cache).tokens
+        result = greedy_decode(self.backend, cross, self.settings, len(audio) / SAMPLE_RATE, self._cache)
+        return self.vocab.to_full(result.tokens)
 
     def stream(self, config: StreamConfig | None = None) -> TranscriptionStream:
         """A push-audio stream over this model: `add_audio(samples, rate)` -> line events (stream.py)."""
@@ -425,14 +445,15 @@ class Transcriber:
             t = time.perf_counter()
             if settings is None:  # language="auto": detected once per file, on its first speech
                 language, probability = self._detect(cross)
-                settings = decode_settings(self.manifest, language, self.task)
+                settings = self.vocab.settings(decode_settings(self.manifest, language, self.task))
             result = greedy_decode(self.backend, cross, settings, len(chunk.audio) / SAMPLE_RATE, self._cache)
             timings["decode"] += time.perf_counter() - t
             steps += result.steps
-            tokens += result.tokens
-            text = self.detokenizer.decode(result.tokens).strip()
+            chunk_tokens = self.vocab.to_full(result.tokens)
+            tokens += chunk_tokens
+            text = self.detokenizer.decode(chunk_tokens).strip()
             if text:
-                segments.append(chunk.segment(text, result.tokens))
+                segments.append(chunk.segment(text, chunk_tokens))
         timings["total"] = time.perf_counter() - t0
         timings["decoder_steps"] = float(steps)
         return Transcription(
@@ -451,6 +472,7 @@ __all__ = [
     "Transcriber",
     "backend_spec",
     "decode_settings",
+    "load_vocab",
     "model_mel",
     "choose_variant",
     "read_manifest",
