@@ -37,6 +37,19 @@ def _dir_size(paths: list[Path]) -> int:
     return sum(p.stat().st_size for p in paths if p.is_file())
 
 
+def _torch_decoder_bytes(model) -> int:
+    """The weights a Hugging Face Whisper decoder step reads: the decoder (the tied projection once), less the
+    cross-attention K/V projections, whose outputs Transformers caches after the first step."""
+    skip = {
+        id(p)
+        for layer in model.model.decoder.layers
+        for m in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj)
+        for p in m.parameters()
+    }
+    params = {id(p): p for p in [*model.model.decoder.parameters(), *model.proj_out.parameters()]}
+    return sum(p.numel() * p.element_size() for i, p in params.items() if i not in skip)
+
+
 class PyTorchCandidate:
     def __init__(self, model: str, threads: int) -> None:
         import torch
@@ -53,6 +66,7 @@ class PyTorchCandidate:
             "backend": f"torch {torch.__version__}",
             "precision": "fp32",
             "size_bytes": _dir_size(list(ckpt.glob("*.safetensors"))),
+            "decoder_bytes": _torch_decoder_bytes(self.transcriber.model),
         }
 
     def transcribe(self, audio: np.ndarray) -> RunResult:

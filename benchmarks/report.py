@@ -38,9 +38,9 @@ def markdown_table(result: dict, reference: str | None = None) -> str:
         )
     lines += [
         "",
-        "| candidate | audio s | encoder ms | decode ms | tokens | ms/token | e2e min-max ms |"
-        + (f" speed-up vs {reference} |" if reference else ""),
-        "|---" * (7 + bool(reference)) + "|",
+        "| candidate | audio s | encoder ms | decode ms | tokens | ms/token | floor ms/token | x of floor "
+        "| e2e min-max ms |" + (f" speed-up vs {reference} |" if reference else ""),
+        "|---" * (9 + bool(reference)) + "|",
     ]
     for spec in specs:
         for length in lengths:
@@ -50,8 +50,15 @@ def markdown_table(result: dict, reference: str | None = None) -> str:
                 speedup = f" {by[(reference, length)]['e2e_ms']['median'] / r['e2e_ms']['median']:.2f}x |"
             lines.append(
                 f"| {spec} | {length:g} | {_fmt(r['encoder_ms'])} | {_fmt(r['decode_ms'])} | {r['tokens']:.0f} | "
-                f"{_fmt(r['ms_per_token'], '.1f')} | {r['e2e_ms']['min']:.0f}-{r['e2e_ms']['max']:.0f} |{speedup}"
+                f"{_fmt(r['ms_per_token'], '.1f')} | {_fmt(r.get('floor_ms_per_token'), '.2f')} | "
+                f"{_fmt(r.get('x_of_floor'), '.1f')} | {r['e2e_ms']['min']:.0f}-{r['e2e_ms']['max']:.0f} |{speedup}"
             )
+    if host.get("copy_bandwidth_gbs"):
+        lines.append(
+            f"\nms/token: decode time (prompt calls included) over generated tokens. Floor: the decoder weights one "
+            f"step reads over this host's copy bandwidth, {host['copy_bandwidth_gbs']:.1f} GB/s "
+            "(benchmarks/bandwidth.py; caches and activations not counted, so the floor is a lower bound)."
+        )
     for spec, error in result.get("missing", {}).items():
         lines.append(f"\nNot measured: `{spec}`: {error}")
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ import numpy as np
 from edge_askd_runtime.audio import SAMPLE_RATE, load_audio
 from edge_askd_runtime.scoring import wer
 
+from .bandwidth import copy_bandwidth_gbs, floor_ms_per_token
 from .host import describe_host
 from .worker import Worker
 
@@ -65,6 +66,8 @@ def _summary(values: list[float]) -> dict:
 
 
 def run_benchmark(config: BenchConfig, progress=print) -> dict:
+    progress(f"memory bandwidth ({config.threads} threads)")
+    bandwidth = copy_bandwidth_gbs(config.threads)  # before any worker loads: the host is quiet
     clips = dev_clips()
     by_length = length_clips(clips, config.lengths_s)
     workers: dict[str, Worker] = {}
@@ -110,6 +113,9 @@ def run_benchmark(config: BenchConfig, progress=print) -> dict:
             e2e = statistics.median(totals)
             enc = statistics.median(encoders) if encoders else None
             decode = max(e2e - enc, 0.0) if enc is not None else None
+            # Amortised over the generated tokens: the prompt's decoder calls are in `decode` too.
+            per_token = decode / tokens if decode is not None and tokens else None
+            floor = floor_ms_per_token(info.get("decoder_bytes"), bandwidth)
             rows.append(
                 {
                     "candidate": spec,
@@ -122,7 +128,10 @@ def run_benchmark(config: BenchConfig, progress=print) -> dict:
                     "encoder_ms": enc,
                     "decode_ms": decode,
                     "tokens": tokens,
-                    "ms_per_token": decode / tokens if decode is not None and tokens else None,
+                    "ms_per_token": per_token,
+                    "decoder_bytes": info.get("decoder_bytes"),
+                    "floor_ms_per_token": floor,
+                    "x_of_floor": per_token / floor if per_token is not None and floor else None,
                     "rtf": e2e / 1000 / length,
                     "peak_rss_mb": peaks[spec],
                     "size_mb": info["size_bytes"] / 1e6,
@@ -134,7 +143,7 @@ def run_benchmark(config: BenchConfig, progress=print) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "host": describe_host(),
+        "host": {**describe_host(), "copy_bandwidth_gbs": bandwidth},
         "config": {**asdict(config), "out_dir": str(config.out_dir)},
         "rows": rows,
         "missing": missing,

@@ -402,7 +402,16 @@ class Transcriber:
             "precision": self.variant["precision"],
             "device": self.device,
             "size_bytes": sum((self.export_dir / rel).stat().st_size for rel in variant_files(self.variant)),
+            "decoder_bytes": self.decoder_bytes(),
         }
+
+    def decoder_bytes(self) -> int | None:
+        """Bytes of the weights one decoder step reads: the decoder graph's files (its cross-attention K/V come
+        from the encoder pass). None for TFLite, whose one file holds the encoder and decoder signatures."""
+        rels = [rel for key, rel in self.variant["files"].items() if key.startswith("decoder")]
+        if not rels:
+            return None
+        return sum((self.export_dir / rel).stat().st_size for rel in rels)
 
     def transcribe(self, audio: str | Path | np.ndarray) -> Transcription:
         t0 = time.perf_counter()

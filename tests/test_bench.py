@@ -46,9 +46,20 @@ def test_bench_peers_side_by_side(tmp_path):
         assert row["first_result_s"] >= row["load_s"]
         assert row["wer"] < 0.1  # tiny.en on the real clips: about 2-4 %
         assert row["rtf"] == pytest.approx(row["e2e_ms"]["median"] / 1000 / row["audio_s"])
+    # The per-token floor: tiny.en's decoder weights (fp32, tied projection once, ~4 x 29.5M bytes) over the
+    # host's copy bandwidth; a real step is slower than streaming its weights once.
+    assert result["host"]["copy_bandwidth_gbs"] > 0.5
+    for (spec, _), row in rows.items():
+        if spec.startswith("pytorch"):
+            assert 80e6 < row["decoder_bytes"] < 130e6
+            assert row["x_of_floor"] == pytest.approx(row["ms_per_token"] / row["floor_ms_per_token"])
+            assert row["x_of_floor"] > 1
+        else:
+            assert row["floor_ms_per_token"] is None  # CTranslate2's files do not separate the decoder
     assert "faster-whisper:no-such-model" in result["missing"]
     table = (out / "results.md").read_text()
     assert "| pytorch:teacher:tiny.en |" in table and "speed-up vs pytorch:teacher:tiny.en" in table
+    assert "x of floor" in table and "copy bandwidth" in table
     for png in ("latency_vs_wer.png", "latency_breakdown.png", "latency_vs_length.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

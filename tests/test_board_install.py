@@ -105,6 +105,7 @@ def test_transcribe_and_bench_run_on_the_board(board_python, teacher_export, rea
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert rows and all(r["kind"] == "runtime" and r["e2e_ms"]["median"] > 0 for r in rows)
+    assert all(r["decoder_bytes"] > 10e6 and r["x_of_floor"] > 1 for r in rows)  # torch-free floor, onnx files
     assert "no plots (matplotlib is not installed" in proc.stderr
 
 
