@@ -6,7 +6,7 @@ caches and are read once per token. floor = decoder weight bytes / this machine'
 measured ms/token as "x of floor", so a result on any board says how close it is to the physical limit.
 
 What the floor leaves out, so it is a lower bound: the KV caches (base: the self-attention cache is up to ~11 MB
-at fp32 per step, the cross-attention K/V ~2.5 MB per second of audio), activations, and runtimes that widen
+at fp32 per step, the cross-attention K/V ~1.2 MB per second of audio), activations, and runtimes that widen
 weights as they load them (fp16 weights run as f32 on CPUs without native fp16 read twice the file's bytes).
 
     python -m edge_askd_bench.bandwidth [--threads 2]

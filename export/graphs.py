@@ -3,10 +3,13 @@
 One graph design serves ONNX, OpenVINO and TFLite alike (see shared/notes/export-toolchain.md, section 3):
   * `EncoderGraph`: mel[1, n_mels, T] -> cross_k{l}, cross_v{l} [1, H, S, Dh] per decoder layer, S = ceil(T/2).
     The decoder's cross-attention projections are done once here instead of once per token.
-  * `DecoderStepGraph`: one token per call with a fixed [1, H, 448, Dh] self-attention cache per layer. Valid
-    cache slots are `arange(448) < offset`; the current token's own K/V are attended separately and returned as
-    new_k{l}/new_v{l} [1, H, 1, Dh], which the numpy runtime writes into the cache at `offset`. No HF cache
-    classes, no data-dependent control flow, so every converter sees static shapes (except the encoder's T).
+  * `DecoderStepGraph`: T tokens per call (T = 1 while generating; the whole prompt in the first call) and a
+    self-attention cache of S slots per layer, [1, H, S, Dh]. Valid slots are `arange(S) < offset`; the new
+    tokens attend to each other causally through their own K/V, returned as new_k{l}/new_v{l} [1, H, T, Dh],
+    which the numpy runtime writes into its fixed 448-slot cache at `offset`. Logits come for the last token
+    only. ONNX/OpenVINO keep T and S dynamic, so the runtime passes only the filled slots (S = offset): a step
+    then reads and concatenates a few KB of cache instead of all 448 slots (11 MB for base). TFLite traces
+    T = 1, S = 448 (static shapes) and masks the stale slots. No HF cache classes, no data-dependent control flow.
   * Per-layer tensors rather than one stacked [L, ...] tensor: stacked, ONNX Runtime spent ~40% of each step
     in Split copying the whole cross cache.
 The attention arithmetic is written out from the HF layer weights (same order of operations as HF's
@@ -110,7 +113,6 @@ class DecoderStepGraph(nn.Module):
         self.decoder = model.model.decoder
         self.proj_out = model.proj_out
         self.heads = model.config.decoder_attention_heads
-        self.cache_len = model.config.max_target_positions
         self.layers = len(self.decoder.layers)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -123,11 +125,16 @@ class DecoderStepGraph(nn.Module):
         n = self.layers
         self_kv = caches[: 2 * n]
         cross_kv = caches[2 * n :]
-        position = torch.index_select(self.decoder.embed_positions.weight, 0, offset)  # [1, D]
-        x = self.decoder.embed_tokens(token) + position[:, None, :]
-        # Cache slots at or beyond `offset` are stale; the current token is attended through its own K/V below.
-        valid = torch.arange(self.cache_len, device=token.device)[None, :] < offset[:, None]  # [1, 448]
-        cache_bias = torch.where(valid, 0.0, _MASKED).to(x.dtype)[:, None, None, :]
+        steps = torch.arange(token.shape[1], device=token.device)  # the T new tokens
+        position = torch.index_select(self.decoder.embed_positions.weight, 0, offset + steps)  # [T, D]
+        x = self.decoder.embed_tokens(token) + position[None, :, :]
+        # Cache slots at or beyond `offset` are stale; the new tokens are attended through their own K/V below,
+        # each to itself and the new tokens before it (an explicit causal mask, not SDPA's is_causal).
+        slots = torch.arange(self_kv[0].shape[2], device=token.device)
+        valid = slots[None, :] < offset[:, None]  # [1, S]
+        cache_bias = torch.where(valid, 0.0, _MASKED).to(x.dtype)[:, None, None, :].expand(-1, -1, steps.shape[0], -1)
+        causal = torch.where(steps[None, :] <= steps[:, None], 0.0, _MASKED).to(x.dtype)[None, None]  # [1, 1, T, T]
+        bias = torch.cat([cache_bias, causal], dim=-1)
         new_kv: list[torch.Tensor] = []
         for index, layer in enumerate(self.decoder.layers):
             attn = layer.self_attn
@@ -137,7 +144,6 @@ class DecoderStepGraph(nn.Module):
             v_new = _heads(attn.v_proj(h), self.heads)
             k_all = torch.cat([self_kv[2 * index], k_new], dim=2)
             v_all = torch.cat([self_kv[2 * index + 1], v_new], dim=2)
-            bias = torch.cat([cache_bias, torch.zeros_like(cache_bias[..., :1])], dim=-1)
             x = x + attn.out_proj(_merge_heads(self._attend(q, k_all, v_all, bias)))
             new_kv += [k_new, v_new]
 
@@ -148,20 +154,23 @@ class DecoderStepGraph(nn.Module):
 
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
-        logits = self.proj_out(self.decoder.layer_norm(x))
+        logits = self.proj_out(self.decoder.layer_norm(x[:, -1:, :]))  # [1, 1, V]: only the last token picks
         return (logits, *new_kv)
 
 
-def example_inputs(dims: GraphDims, frames: int = 3000) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-    """Example (encoder_args, decoder_args) for tracing; zeros except a plausible token and offset."""
+def example_inputs(
+    dims: GraphDims, frames: int = 3000, tokens: int = 1
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Example (encoder_args, decoder_args) for tracing; zeros except plausible tokens and offset. A dynamic
+    token axis needs `tokens` >= 2: torch.export specialises a size-1 example to a constant."""
     mel = torch.zeros(1, dims.n_mels, frames)
     steps = (frames + 1) // 2
     cross = [torch.zeros(1, dims.heads, steps, dims.head_dim) for _ in range(2 * dims.decoder_layers)]
     cache = [
         torch.zeros(1, dims.heads, dims.max_target_positions, dims.head_dim) for _ in range(2 * dims.decoder_layers)
     ]
-    token = torch.tensor([[50257]], dtype=torch.long)
-    offset = torch.tensor([3], dtype=torch.long)
+    token = torch.full((1, tokens), 50257, dtype=torch.long)
+    offset = torch.tensor([0 if tokens > 1 else 3], dtype=torch.long)
     return (mel,), (token, offset, *cache, *cross)
 
 

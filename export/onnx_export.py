@@ -15,6 +15,7 @@ import torch
 from .graphs import DecoderStepGraph, EncoderGraph, GraphDims, example_inputs
 
 OPSET = 18
+PROMPT_EXAMPLE_TOKENS = 4  # the multilingual prompt's length; any size >= 2 keeps the token axis dynamic
 
 
 def _export(module: torch.nn.Module, args: tuple, path: Path, input_names, output_names, dynamic_shapes) -> Path:
@@ -56,13 +57,17 @@ def export_encoder(model: torch.nn.Module, path: Path) -> Path:
 
 
 def export_decoder(model: torch.nn.Module, path: Path) -> Path:
-    """Decoder step; the cross K/V's source axis is dynamic so it pairs with the dynamic encoder."""
+    """Decoder step; the cross K/V's source axis is dynamic so it pairs with the dynamic encoder, the token
+    axis so the whole prompt goes in one call, the self-attention cache's slot axis so a step gets only the
+    filled slots."""
     dims = GraphDims.from_config(model.config)
-    _, args = example_inputs(dims, frames=dims.max_mel_frames)
+    _, args = example_inputs(dims, frames=dims.max_mel_frames, tokens=PROMPT_EXAMPLE_TOKENS)
     source = torch.export.Dim("source", min=1, max=dims.max_source_positions)
+    tokens = torch.export.Dim("tokens", min=1, max=dims.max_target_positions)
+    slots = torch.export.Dim("slots", min=1, max=dims.max_target_positions)
     n_cache = 2 * dims.decoder_layers
     # forward(token, offset, *caches): the varargs form one nested entry.
-    dynamic = (None, None, (None,) * n_cache + ({2: source},) * n_cache)
+    dynamic = ({1: tokens}, None, ({2: slots},) * n_cache + ({2: source},) * n_cache)
     return _export(
         DecoderStepGraph(model).eval(), args, path, dims.decoder_input_names(), dims.decoder_output_names(), dynamic
     )

@@ -83,8 +83,12 @@ def _prompt(generation: dict) -> list[int]:
     return ids + [generation["no_timestamps_token_id"]]
 
 
-def _io(dims: GraphDims, frames: str | int) -> dict:
+def _io(dims: GraphDims, frames: str | int, dynamic_decoder: bool) -> dict:
+    """The graphs' names and shapes. `dynamic_decoder` (ONNX, OpenVINO): the decoder's token and cache-slot axes
+    are dynamic, so the runtime feeds the prompt in one call and only the filled cache slots; TFLite signatures
+    take one token and all slots."""
     steps = "ceil(frames/2)" if isinstance(frames, str) else (frames + 1) // 2
+    tokens = "tokens" if dynamic_decoder else 1
     cache = [1, dims.heads, dims.max_target_positions, dims.head_dim]
     return {
         "encoder_inputs": dims.encoder_input_names(),
@@ -94,13 +98,15 @@ def _io(dims: GraphDims, frames: str | int) -> dict:
         "shapes": {
             "mel": [1, dims.n_mels, frames],
             "cross_k/v": [1, dims.heads, steps, dims.head_dim],
-            "token": [1, 1],
+            "token": [1, tokens],
             "offset": [1],
-            "self_k/v": cache,
+            "self_k/v": [1, dims.heads, "slots" if dynamic_decoder else dims.max_target_positions, dims.head_dim],
             "logits": [1, 1, dims.vocab_size],
-            "new_k/v": [1, dims.heads, 1, dims.head_dim],
+            "new_k/v": [1, dims.heads, tokens, dims.head_dim],
         },
         "cache_shapes": [cache] * (2 * dims.decoder_layers),
+        "multi_token": dynamic_decoder,
+        "dynamic_cache": dynamic_decoder,
     }
 
 
@@ -296,7 +302,7 @@ def export_checkpoint(
                     "precision": precision,
                     "valid": False,
                     "files": {},
-                    "io": _io(dims, "frames"),
+                    "io": _io(dims, "frames", fmt != "tflite"),
                     "error": f"{type(exc).__name__}: {exc}"[:500],
                 }
             )
@@ -316,7 +322,7 @@ def export_checkpoint(
                 if precision == "int8"
                 else None
             ),
-            "io": _io(dims, "frames" if not variant_buckets else variant_buckets[-1]),
+            "io": _io(dims, "frames" if not variant_buckets else variant_buckets[-1], fmt != "tflite"),
             "export_seconds": round(time.perf_counter() - start, 2),
             "valid": False,
         }

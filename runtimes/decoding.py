@@ -21,6 +21,10 @@ class Backend(Protocol):
     """What an inference runtime adapter provides; see `edge_askd_runtime.backends`."""
 
     name: str
+    # Whether one decoder call takes several tokens (the whole prompt), and whether it takes only the filled
+    # cache slots; False: one token and all 448 slots per call (TFLite's static shapes, older exports).
+    multi_token: bool
+    dynamic_cache: bool
 
     def run_encoder(self, mel: np.ndarray) -> list[np.ndarray]:
         """mel [1, n_mels, T] float32 -> [cross_k0, cross_v0, cross_k1, ...], each [1, H, S, Dh]."""
@@ -30,8 +34,12 @@ class Backend(Protocol):
         """Fix the cross K/V for the coming decoder steps (a backend may copy them into its inputs once)."""
         ...
 
-    def run_decoder_step(self, token: int, offset: int, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One step -> (logits [V] float32, [new_k0, new_v0, ...] each [1, H, 1, Dh]); cache is read only."""
+    def run_decoder_step(
+        self, tokens: list[int], offset: int, cache: list[np.ndarray]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """T tokens at positions offset.. -> (the last one's logits [V] float32, [new_k0, new_v0, ...] each
+        [1, H, T, Dh]); cache ([1, H, S, Dh] each) is read only. T > 1 only where `multi_token`; S < 448 only
+        where `dynamic_cache`."""
         ...
 
 
@@ -64,7 +72,7 @@ class DecodeSettings:
 class DecodeResult:
     tokens: list[int]  # generated tokens, without prompt and eos
     stop_reason: str  # "eos" | "token_cap" | "repetition" | "cache_full"
-    steps: int = 0
+    steps: int = 0  # decoder calls
     step_seconds: list[float] = field(default_factory=list)
 
 
@@ -118,6 +126,21 @@ def allocate_cache(shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
     return [np.zeros(shape, dtype=np.float32) for shape in shapes]
 
 
+def cache_input(backend: Backend, cache: list[np.ndarray], offset: int) -> list[np.ndarray]:
+    """What a call reads of the cache: the filled slots (at least one, masked at offset 0) where the graph's slot
+    axis is dynamic, else all of them."""
+    if not backend.dynamic_cache:
+        return cache
+    filled = max(offset, 1)
+    return [np.ascontiguousarray(layer_cache[:, :, :filled, :]) for layer_cache in cache]
+
+
+def write_cache(cache: list[np.ndarray], new_kv: list[np.ndarray], offset: int) -> None:
+    """Store a call's new K/V ([1, H, T, Dh] each) in the fixed caches at slots offset..offset + T."""
+    for layer_cache, new in zip(cache, new_kv, strict=True):
+        layer_cache[:, :, offset : offset + new.shape[2], :] = new
+
+
 def greedy_decode(
     backend: Backend,
     cross: list[np.ndarray],
@@ -125,7 +148,8 @@ def greedy_decode(
     audio_seconds: float,
     cache: list[np.ndarray],
 ) -> DecodeResult:
-    """Feed the prompt one token per step, then pick argmax until eos or a guard fires.
+    """Feed the prompt (in one call where the backend takes several tokens), then pick argmax one token per
+    call until eos or a guard fires.
 
     `cache` is a list of [1, H, max_target_positions, Dh] float32 arrays (self_k0, self_v0, ...), reused across
     calls; only slots below the current offset are ever read, so it never needs clearing.
@@ -135,35 +159,34 @@ def greedy_decode(
     prompt = list(settings.prompt)
     generated: list[int] = []
     step_seconds: list[float] = []
-    token = prompt[0]
+    feed = prompt if backend.multi_token else prompt[:1]
     offset = 0
     reason = "cache_full"
-    while offset < settings.max_target_positions:
+    while offset + len(feed) <= settings.max_target_positions:
         start = time.perf_counter()
-        logits, new_kv = backend.run_decoder_step(token, offset, cache)
-        for layer_cache, new in zip(cache, new_kv, strict=True):
-            layer_cache[:, :, offset : offset + 1, :] = new
+        logits, new_kv = backend.run_decoder_step(feed, offset, cache_input(backend, cache, offset))
+        write_cache(cache, new_kv, offset)
         step_seconds.append(time.perf_counter() - start)
-        offset += 1
+        offset += len(feed)
         if offset < len(prompt):
-            token = prompt[offset]
+            feed = [prompt[offset]]
             continue
         stop = greedy_step(logits, generated, settings, cap)
         if stop is not None:
             reason = stop
             break
-        token = generated[-1]
-    return DecodeResult(generated, reason, steps=offset, step_seconds=step_seconds)
+        feed = generated[-1:]
+    return DecodeResult(generated, reason, steps=len(step_seconds), step_seconds=step_seconds)
 
 
 def forced_logits(backend: Backend, cross: list[np.ndarray], ids: list[int], cache: list[np.ndarray]) -> np.ndarray:
-    """Teacher-forced logits [len(ids), V]: row i predicts ids[i + 1] (used by parity checks)."""
+    """Teacher-forced logits [len(ids), V]: row i predicts ids[i + 1] (used by parity checks). One token per
+    call: a call returns only its last token's logits."""
     backend.bind_cross(cross)
     rows = []
     for offset, token in enumerate(ids):
-        logits, new_kv = backend.run_decoder_step(token, offset, cache)
-        for layer_cache, new in zip(cache, new_kv, strict=True):
-            layer_cache[:, :, offset : offset + 1, :] = new
+        logits, new_kv = backend.run_decoder_step([token], offset, cache_input(backend, cache, offset))
+        write_cache(cache, new_kv, offset)
         rows.append(np.array(logits, dtype=np.float32, copy=True))
     return np.stack(rows)
 

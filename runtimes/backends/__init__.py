@@ -25,6 +25,8 @@ class BackendSpec:
     decoder_inputs: list[str]
     decoder_outputs: list[str]
     threads: int | None = None
+    multi_token: bool = False  # the decoder's token axis is dynamic: the whole prompt goes in one call
+    dynamic_cache: bool = False  # its cache slot axis is dynamic: a call gets only the filled slots
     device: str = "CPU"  # onnxruntime: CPU|CUDA|TensorRT; openvino: CPU|GPU
     precision_hint: str | None = None  # openvino INFERENCE_PRECISION_HINT ("f32" for parity checks)
     buckets: list[int] = field(default_factory=list)  # static mel lengths (frames), TFLite only

@@ -60,6 +60,9 @@ class _Graph:
 
 class LiteRtBackend:
     name = "litert"
+    # Static shapes: each decoder signature takes one token and all 448 cache slots.
+    multi_token = False
+    dynamic_cache = False
 
     def __init__(self, spec: BackendSpec) -> None:
         if not spec.bucket_files:
@@ -104,9 +107,11 @@ class LiteRtBackend:
         for i, value in enumerate(cross):
             self._decoder.write(2 + self._n_cache + i, value)
 
-    def run_decoder_step(self, token: int, offset: int, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    def run_decoder_step(
+        self, tokens: list[int], offset: int, cache: list[np.ndarray]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         decoder = self._decoder
-        decoder.write(0, np.array([[token]]))
+        decoder.write(0, np.array([tokens]))
         decoder.write(1, np.array([offset]))
         for i, value in enumerate(cache):
             decoder.write(2 + i, value)

@@ -34,6 +34,8 @@ class OnnxRuntimeBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         self.spec = spec
+        self.multi_token = spec.multi_token
+        self.dynamic_cache = spec.dynamic_cache
         try:
             self.encoder = ort.InferenceSession(str(spec.encoder), options, providers=_PROVIDERS[spec.device])
             self.decoder = ort.InferenceSession(str(spec.decoder), options, providers=_PROVIDERS[spec.device])
@@ -41,7 +43,6 @@ class OnnxRuntimeBackend:
             raise ModelError(
                 f"{spec.encoder.parent}: onnxruntime cannot load the model ({exc}); re-export it"
             ) from None
-        self._token = np.zeros((1, 1), dtype=np.int64)
         self._offset = np.zeros((1,), dtype=np.int64)
         self._feeds: dict[str, np.ndarray] = {}
         self._token_name, self._offset_name = spec.decoder_inputs[:2]
@@ -55,10 +56,12 @@ class OnnxRuntimeBackend:
     def bind_cross(self, cross: list[np.ndarray]) -> None:
         self._feeds = dict(zip(self._cross_names, cross, strict=True))
 
-    def run_decoder_step(self, token: int, offset: int, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        self._token[0, 0] = token
+    def run_decoder_step(
+        self, tokens: list[int], offset: int, cache: list[np.ndarray]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         self._offset[0] = offset
-        feeds = {self._token_name: self._token, self._offset_name: self._offset, **self._feeds}
+        token = np.array([tokens], dtype=np.int64)
+        feeds = {self._token_name: token, self._offset_name: self._offset, **self._feeds}
         feeds.update(zip(self._self_names, cache, strict=True))
         logits, *new_kv = self.decoder.run(self.spec.decoder_outputs, feeds)
         return logits[0, -1], new_kv

@@ -32,12 +32,13 @@ class OpenVinoBackend:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{spec.encoder.parent}: OpenVINO cannot load the model ({first}); re-export it") from None
         self.spec = spec
+        self.multi_token = spec.multi_token
+        self.dynamic_cache = spec.dynamic_cache
         # What the plugin actually runs in (bf16 on AVX512-BF16/AMX x86, f16 on ARM unless pinned): recorded by the
         # export's parity gate next to the variant.
         self.inference_precision = self.decoder.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self._enc_request = self.encoder.create_infer_request()
         self._dec_request = self.decoder.create_infer_request()
-        self._token = np.zeros((1, 1), dtype=np.int64)
         self._offset = np.zeros((1,), dtype=np.int64)
         n_cache = len(spec.decoder_inputs) - 2
         self._self_names = spec.decoder_inputs[2 : 2 + n_cache // 2]
@@ -57,10 +58,12 @@ class OpenVinoBackend:
         for name, value in zip(self._cross_names, cross, strict=True):
             self._dec_request.set_tensor(name, ov.Tensor(np.ascontiguousarray(value), shared_memory=True))
 
-    def run_decoder_step(self, token: int, offset: int, cache: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        self._token[0, 0] = token
+    def run_decoder_step(
+        self, tokens: list[int], offset: int, cache: list[np.ndarray]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         self._offset[0] = offset
-        feeds = {self.spec.decoder_inputs[0]: self._token, self.spec.decoder_inputs[1]: self._offset}
+        token = np.array([tokens], dtype=np.int64)
+        feeds = {self.spec.decoder_inputs[0]: token, self.spec.decoder_inputs[1]: self._offset}
         feeds.update(zip(self._self_names, cache, strict=True))
         results = self._dec_request.infer(feeds, share_inputs=True)
         logits, *new_kv = (results[port] for port in self._dec_outputs)
