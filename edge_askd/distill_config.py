@@ -102,7 +102,8 @@ class DistillConfig:
     ema_decay: float = 0.99
     snapshot_every: int = 0  # steps between snapshots; 0 = one epoch of the train manifest
     self_kd_temperature: float = 1.0
-    # teacher-output cache (top-k log-probs per target token); empty = run the teacher live
+    # teacher-output cache (top-k log-probs and, with hidden_weight > 0, the decoder hidden states per target
+    # token); empty = run the teacher live
     teacher_cache: str = ""
     teacher_topk: int = 32
     # checkpoints, evaluation, logging
@@ -162,10 +163,6 @@ class DistillConfig:
             raise EdgeAskdError(f"{where}: min_frames {self.min_frames} must be within [0, {MAX_MIN_FRAMES}]")
         if self.max_duration > 28.0:
             raise EdgeAskdError(f"{where}: max_duration {self.max_duration} s is over the runtime's 28 s chunk")
-        if self.hidden_weight > 0 and self.teacher_cache:
-            raise EdgeAskdError(
-                f"{where}: the teacher_cache holds top-k log-probs, not hidden states; set hidden_weight=0 with it"
-            )
         if self.temperature <= 0 or self.self_kd_temperature <= 0:
             raise EdgeAskdError(f"{where}: temperatures must be > 0")
         if self.schedule_config().lambda_schedule == "adaptive" and not (self.dev_manifest and self.eval_every):

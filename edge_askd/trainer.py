@@ -170,19 +170,30 @@ def hallucinated(reference: str, hypothesis: str) -> bool:
 # --- teacher-output cache ---------------------------------------------------------------------------------------
 
 
-def _cache_key(cfg: DistillConfig, teacher_name: str, dataset: DistillDataset) -> str:
+def _cache_key(cfg: DistillConfig, teacher_name: str, dataset: DistillDataset, hidden_layers: list[int]) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([teacher_name, cfg.teacher_topk, cfg.temperature, dataset.targets.prompt]).encode())
+    fields = [teacher_name, cfg.teacher_topk, cfg.temperature, dataset.targets.prompt, hidden_layers]
+    h.update(json.dumps(fields).encode())
     for c in dataset.clips:
         h.update(f"{c.audio}\t{c.text}\t{c.duration}\n".encode())
     return h.hexdigest()
 
 
 class TeacherCache:
-    """Top-k teacher log-probs (at the training temperature) at every loss position of every clip, computed once."""
+    """What the teacher on its 30 s window says at every loss position of every clip, computed once: its top-k
+    log-probs at the training temperature and, for the hidden-state loss, the decoder hidden states of the teacher
+    layers the student's layers map to (fp16: [layers, positions, d_model] per clip; base's 6 layers cost
+    ~6 KB per target token)."""
 
-    def __init__(self, entries: dict[int, tuple[torch.Tensor, torch.Tensor]], k: int, temperature: float) -> None:
+    def __init__(
+        self,
+        entries: dict[int, tuple[torch.Tensor, ...]],
+        k: int,
+        temperature: float,
+        hidden_layers: list[int] | None = None,
+    ) -> None:
         self.entries, self.k, self.temperature = entries, k, temperature
+        self.hidden_layers = list(hidden_layers or [])
 
     @classmethod
     def build(
@@ -194,9 +205,11 @@ class TeacherCache:
         batch_size: int,
         log=print,
         device: torch.device | None = None,
+        hidden_layers: list[int] | None = None,
     ) -> TeacherCache:
         """Runs the teacher on `device` (the training device: a GPU run builds its cache on the GPU)."""
-        entries: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        hidden_layers = list(hidden_layers or [])
+        entries: dict[int, tuple[torch.Tensor, ...]] = {}
         pad = teacher.generation_config.eos_token_id
         device = device or torch.device("cpu")
         teacher = teacher.to(device)
@@ -204,22 +217,33 @@ class TeacherCache:
         for start in range(0, len(dataset), batch_size):
             batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))], pad)
             with torch.inference_mode():
-                logits = teacher_forced(teacher, batch["teacher_mel"].to(device), batch["dec_in"].to(device)).logits
-            top = teacher_topk(logits, k, temperature)
+                out = teacher_forced(teacher, batch["teacher_mel"].to(device), batch["dec_in"].to(device))
+            top = teacher_topk(out.logits, k, temperature)
             for row, index in enumerate(batch["index"].tolist()):
                 keep = batch["mask"][row].bool().to(device)
-                entries[index] = (
-                    top.logprobs[row][keep].cpu().clone(),
-                    top.ids[row][keep].to(torch.int32).cpu().clone(),
-                )
-        log(f"teacher cache: {len(entries)} clips, top-{k}, {time.perf_counter() - t0:.1f} s")
-        return cls(entries, k, temperature)
+                entry = (top.logprobs[row][keep].cpu().clone(), top.ids[row][keep].to(torch.int32).cpu().clone())
+                if hidden_layers:
+                    states = torch.stack([out.hidden[t][row][keep] for t in hidden_layers])
+                    entry += (states.to(torch.float16).cpu().clone(),)
+                entries[index] = entry
+        what = f"top-{k}" + (f" + hidden states of layers {hidden_layers}" if hidden_layers else "")
+        log(f"teacher cache: {len(entries)} clips, {what}, {time.perf_counter() - t0:.1f} s")
+        return cls(entries, k, temperature, hidden_layers)
 
     def save(self, path: Path, key: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
-        torch.save({"key": key, "k": self.k, "temperature": self.temperature, "entries": self.entries}, tmp)
+        torch.save(
+            {
+                "key": key,
+                "k": self.k,
+                "temperature": self.temperature,
+                "hidden_layers": self.hidden_layers,
+                "entries": self.entries,
+            },
+            tmp,
+        )
         os.replace(tmp, path)
 
     @classmethod
@@ -229,7 +253,7 @@ class TeacherCache:
         data = torch.load(path, weights_only=True)
         if data.get("key") != key:
             return None  # different teacher, top-k, prompt or clips: rebuild rather than mix
-        return cls(data["entries"], int(data["k"]), float(data["temperature"]))
+        return cls(data["entries"], int(data["k"]), float(data["temperature"]), data.get("hidden_layers"))
 
     def topk(self, batch: dict) -> TopK:
         shape = (*batch["mask"].shape, self.k)
@@ -237,10 +261,21 @@ class TeacherCache:
         ids = torch.zeros(shape, dtype=torch.long)
         for row, index in enumerate(batch["index"].tolist()):
             keep = batch["mask"][row].bool()
-            values, tokens = self.entries[index]
+            values, tokens = self.entries[index][:2]
             logprobs[row][keep] = values.float()
             ids[row][keep] = tokens.long()
         return TopK(logprobs, ids, self.temperature)
+
+    def hidden(self, batch: dict, d_model: int) -> dict[int, torch.Tensor] | None:
+        """{teacher layer: [B, L, d_model] float32} at the loss positions (zeros elsewhere, masked by the loss),
+        or None where the cache holds no hidden states."""
+        if not self.hidden_layers:
+            return None
+        states = torch.zeros(len(self.hidden_layers), *batch["mask"].shape, d_model)
+        for row, index in enumerate(batch["index"].tolist()):
+            keep = batch["mask"][row].bool()
+            states[:, row][:, keep] = self.entries[index][2].float()
+        return dict(zip(self.hidden_layers, states, strict=True))
 
 
 # --- trainer ----------------------------------------------------------------------------------------------------
@@ -333,11 +368,20 @@ class Trainer:
         self.teacher: nn.Module | None = None
         self.cache: TeacherCache | None = None
         if cfg.uses_teacher and cfg.teacher_cache:
-            path, key = Path(cfg.teacher_cache), _cache_key(cfg, preset.teacher, self.train_set)
+            # The hidden-state loss compares student layer i with teacher layer layer_map[i]: cache just those.
+            hidden_layers = sorted(set(self.layer_map)) if cfg.hidden_weight > 0 else []
+            path, key = Path(cfg.teacher_cache), _cache_key(cfg, preset.teacher, self.train_set, hidden_layers)
             self.cache = TeacherCache.load(path, key)
             if self.cache is None:
                 self.cache = TeacherCache.build(
-                    teacher, self.train_set, cfg.teacher_topk, cfg.temperature, cfg.batch_size, self._log, self.device
+                    teacher,
+                    self.train_set,
+                    cfg.teacher_topk,
+                    cfg.temperature,
+                    cfg.batch_size,
+                    self._log,
+                    self.device,
+                    hidden_layers,
                 )
                 if self.is_main:
                     self.cache.save(path, key)
@@ -547,6 +591,8 @@ class Trainer:
         if self.cache is not None:
             top = self._move_topk(self.cache.topk(batch))
             argmax = top.ids[..., 0]
+            cached = self.cache.hidden(batch, self.student.config.d_model)
+            t_hidden = {t: h.to(self.device) for t, h in cached.items()} if cached is not None else None
         else:
             with torch.no_grad(), self.teacher_autocast():
                 out = teacher_forced(self.teacher, batch["teacher_mel"], batch["dec_in"])

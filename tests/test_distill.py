@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ import torch
 
 from edge_askd.distill_config import DistillConfig, load_config
 from edge_askd.distill_data import BatchStream, epoch_batches
-from edge_askd.losses import teacher_topk, topk_kd_loss
+from edge_askd.length_aware import teacher_forced
+from edge_askd.losses import hidden_mse_loss, teacher_topk, topk_kd_loss
 from edge_askd_runtime.errors import EdgeAskdError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -228,21 +230,33 @@ def test_teacher_cache_matches_live_teacher(manifests, tmp_path):
         temperature=1.0,
         max_steps=2,
         concat_p=0.0,  # a cache holds fixed examples
-        hidden_weight=0.0,  # and top-k log-probs only
+        hidden_weight=1.0,  # and the decoder hidden states at the loss positions
     )
     trainer = Trainer(cfg)
     assert trainer.teacher is None and cache.is_file()
     batch = collate([trainer.train_set[i] for i in (0, 5)], trainer.pad_id)
     teacher, _ = load_teacher("tiny.en")
     with torch.no_grad():
-        t_logits = teacher(input_features=batch["teacher_mel"], decoder_input_ids=batch["dec_in"]).logits
-        s_logits, _ = trainer.forward(batch["student_mel"], batch["frames"], batch["dec_in"])
+        live_out = teacher_forced(teacher, batch["teacher_mel"], batch["dec_in"])
+        s_logits, s_hidden = trainer.forward(batch["student_mel"], batch["frames"], batch["dec_in"])
     cached = topk_kd_loss(s_logits, trainer.cache.topk(batch), batch["mask"])
-    live = topk_kd_loss(s_logits, teacher_topk(t_logits, 16, 1.0), batch["mask"])
+    live = topk_kd_loss(s_logits, teacher_topk(live_out.logits, 16, 1.0), batch["mask"])
     assert torch.allclose(cached, live, rtol=1e-5), (cached, live)
-    # a second trainer reuses the file instead of running the teacher again
-    assert Trainer(cfg).cache.entries[3][0].shape[1] == 16
+    # The hidden-state loss from the cache (fp16 states) equals the live teacher's.
+    assert trainer.cache.hidden_layers == sorted(set(trainer.layer_map))
+    cached_states = trainer.cache.hidden(batch, teacher.config.d_model)
+    cached_mse = hidden_mse_loss(s_hidden, cached_states, trainer.layer_map, batch["mask"])
+    live_mse = hidden_mse_loss(s_hidden, live_out.hidden, trainer.layer_map, batch["mask"])
+    assert live_mse > 0 and torch.allclose(cached_mse, live_mse, rtol=1e-3), (cached_mse, live_mse)
+    # a second trainer reuses the file instead of running the teacher again; without the hidden-state loss the
+    # key differs, so a top-k-only cache is never taken for one with states
+    again = Trainer(cfg).cache
+    assert again.entries[3][0].shape[1] == 16 and again.entries[3][2].dtype == torch.float16
+    assert Trainer(replace(cfg, hidden_weight=0.0)).cache.hidden_layers == []
     trainer.train()
+    with (tmp_path / "run" / "train_log.csv").open() as f:
+        first = next(csv.DictReader(f))  # before the teacher's weight has decayed
+    assert float(first["hidden"]) > 0 and float(first["lambda"]) > 0  # the cached states were trained on
 
 
 def test_snapshot_self_teacher_is_refreshed_every_n_steps(manifests, tmp_path):
