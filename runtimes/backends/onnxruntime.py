@@ -34,8 +34,11 @@ class OnnxRuntimeBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         self.spec = spec
-        self.multi_token = spec.multi_token
-        self.dynamic_cache = spec.dynamic_cache
+        # TensorRT builds an engine per input-shape range and rebuilds when a shape leaves it: a cache growing by
+        # one slot per step would rebuild it on every step, so there the graph gets one token and all 448 slots.
+        static = spec.device == "TensorRT"
+        self.multi_token = spec.multi_token and not static
+        self.dynamic_cache = spec.dynamic_cache and not static
         try:
             self.encoder = ort.InferenceSession(str(spec.encoder), options, providers=_PROVIDERS[spec.device])
             self.decoder = ort.InferenceSession(str(spec.decoder), options, providers=_PROVIDERS[spec.device])
