@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
@@ -38,10 +37,6 @@ def copy_bandwidth_gbs(threads: int = 1, size_mb: int = COPY_MB, repeats: int = 
             list(pool.map(lambda s: np.copyto(dst[s], src[s]), parts))
             best = min(best, time.perf_counter() - t0)
     return 2 * src.nbytes / best / 1e9
-
-
-def file_bytes(paths: list[Path]) -> int:
-    return sum(p.stat().st_size for p in paths if p.is_file())
 
 
 def floor_ms_per_token(decoder_bytes: int | None, bandwidth_gbs: float | None) -> float | None:

@@ -266,11 +266,12 @@ class TeacherCache:
             ids[row][keep] = tokens.long()
         return TopK(logprobs, ids, self.temperature)
 
-    def hidden(self, batch: dict, d_model: int) -> dict[int, torch.Tensor] | None:
+    def hidden(self, batch: dict) -> dict[int, torch.Tensor] | None:
         """{teacher layer: [B, L, d_model] float32} at the loss positions (zeros elsewhere, masked by the loss),
         or None where the cache holds no hidden states."""
         if not self.hidden_layers:
             return None
+        d_model = self.entries[int(batch["index"][0])][2].shape[-1]
         states = torch.zeros(len(self.hidden_layers), *batch["mask"].shape, d_model)
         for row, index in enumerate(batch["index"].tolist()):
             keep = batch["mask"][row].bool()
@@ -591,7 +592,7 @@ class Trainer:
         if self.cache is not None:
             top = self._move_topk(self.cache.topk(batch))
             argmax = top.ids[..., 0]
-            cached = self.cache.hidden(batch, self.student.config.d_model)
+            cached = self.cache.hidden(batch)
             t_hidden = {t: h.to(self.device) for t, h in cached.items()} if cached is not None else None
         else:
             with torch.no_grad(), self.teacher_autocast():

@@ -244,7 +244,7 @@ def test_teacher_cache_matches_live_teacher(manifests, tmp_path):
     assert torch.allclose(cached, live, rtol=1e-5), (cached, live)
     # The hidden-state loss from the cache (fp16 states) equals the live teacher's.
     assert trainer.cache.hidden_layers == sorted(set(trainer.layer_map))
-    cached_states = trainer.cache.hidden(batch, teacher.config.d_model)
+    cached_states = trainer.cache.hidden(batch)
     cached_mse = hidden_mse_loss(s_hidden, cached_states, trainer.layer_map, batch["mask"])
     live_mse = hidden_mse_loss(s_hidden, live_out.hidden, trainer.layer_map, batch["mask"])
     assert live_mse > 0 and torch.allclose(cached_mse, live_mse, rtol=1e-3), (cached_mse, live_mse)
