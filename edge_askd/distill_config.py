@@ -23,6 +23,7 @@ DEFAULT_TAIL_FRAMES = 64
 DEFAULT_MIN_FRAMES = 300  # 6 s: docs/tail-margin/README.md ("minimum context")
 
 METHODS = ("ce", "static_kd", "askd_decay", "askd")
+CE_ON = ("all", "real")
 
 
 @dataclass
@@ -77,7 +78,7 @@ class DistillConfig:
     lr_decay: str = "linear"  # linear | cosine | constant, after warm-up
     max_grad_norm: float = 1.0
     bucket_batches: int = 16  # batches per length-sorted bucket: bigger = less padding, less shuffling
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16, else fp32) | fp32 | bf16
     threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
     # distillation (ScheduleConfig fields; see schedules.py)
     temperature: float = 1.0
@@ -90,6 +91,10 @@ class DistillConfig:
     kd_epsilon: float = 1e-3  # below this teacher weight the teacher is not run at all
     teacher_precision: str = "auto"  # auto (bf16 where the CPU/GPU has it and it keeps the tokens) | fp32 | bf16
     ce_weight: float = 0.8  # Distil-Whisper's script weights CE 0.8, KL 1.0; method "ce" always uses 1.0
+    # Which references CE trains on: "all", or "real": only examples made entirely of real recorded speech (a
+    # manifest source not starting with "synth"). Synthetic voices then learn from the teacher alone: CE on them
+    # teaches the student TTS voices, which costs accuracy on real speech (docs/askd-experiment-dyn).
+    ce_on: str = "all"
     lambda_schedule: str = "cosine"
     lambda0: float = 1.0
     lambda_min: float = 0.0
@@ -136,6 +141,8 @@ class DistillConfig:
     def validate(self, where: str = "config") -> None:
         if self.method not in METHODS:
             raise EdgeAskdError(f"{where}: method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.ce_on not in CE_ON:
+            raise EdgeAskdError(f"{where}: ce_on {self.ce_on!r} is not one of {', '.join(CE_ON)}")
         if self.method in ("askd_decay", "askd") and self.lambda_schedule == "constant":
             raise EdgeAskdError(f"{where}: method {self.method} needs a decaying lambda_schedule; use static_kd")
         if not self.train_manifest:

@@ -57,6 +57,11 @@ class Clip:
     duration: float
     source: str = ""
 
+    @property
+    def synthetic(self) -> bool:
+        """Made by a TTS engine (`edge-askd data synth` writes sources "synth:ENGINE")."""
+        return self.source.startswith("synth")
+
 
 def read_clips(
     manifest: str | Path,
@@ -239,9 +244,10 @@ class DistillDataset:
     def example(self, index: int, epoch: int | None = None) -> dict:
         """One training example; with an augmenter and an epoch, both mels come from the same augmented audio
         (the teacher hears what the student hears). The cached clean audio is never modified."""
-        audio, text = self.audio(index), self.clips[index].text
+        audio, text, parts = self.audio(index), self.clips[index].text, [index]
         if self.concat is not None and epoch is not None:
             audio, text = self.joined(index, epoch)
+            parts = self.parts(index, epoch)[0]
         if self.augment is not None and epoch is not None:
             audio = self.augment(audio, epoch, index)
         dec_in, labels, mask = self.targets(text)
@@ -251,6 +257,7 @@ class DistillDataset:
                 log_mel(audio, pad_to_30s=False, tail_frames=self.tail_frames, min_frames=self.min_frames)
             ),
             "audio_seconds": len(audio) / SAMPLE_RATE,
+            "real": not any(self.clips[i].synthetic for i in parts),
             "teacher_mel": torch.from_numpy(log_mel(audio, pad_to_30s=True)),
             "dec_in": torch.tensor(dec_in),
             "labels": torch.tensor(labels),
@@ -274,6 +281,7 @@ def collate(items: list[dict], pad_id: int) -> dict:
     return {
         "index": torch.tensor([it["index"] for it in items]),
         "audio_seconds": torch.tensor([it["audio_seconds"] for it in items]),
+        "real": torch.tensor([it["real"] for it in items]),
         "student_mel": mel,
         "frames": frames,
         "teacher_mel": torch.stack([it["teacher_mel"] for it in items]),

@@ -58,7 +58,7 @@ def manifests(tmp_path_factory, real_clip):
     for i, text in enumerate(SENTENCES):
         wav = root / f"espeak{i}.wav"
         subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(wav), text], check=True)
-        train.append(_row(wav, text, "train", "espeak-ng"))
+        train.append(_row(wav, text, "train", "synth:espeak-ng"))  # the source `edge-askd data synth` writes
     for name in ("arctic_a0007", "arctic_a0009"):
         train.append(_row(real_clip(name), REAL_CLIPS[name].text, "train", REAL_CLIPS[name].source))
     silence = root / "silence.wav"
@@ -509,6 +509,31 @@ def test_teacher_terms_are_dropped_where_the_teacher_misreads_the_reference(mani
     lenient = Trainer(_cfg(manifests, tmp_path / "lenient", method="static_kd", kd_min_teacher_acc=0.0))
     metrics = lenient.train_step()
     assert metrics["kd_kept"] == 1.0 and metrics["kd"] > 0 and metrics["hidden"] > 0
+
+
+def test_ce_on_real_trains_ce_only_on_recorded_speech(manifests, tmp_path):
+    """ce_on = "real": CE only where every part of the example is real speech; synthetic voices learn from the
+    teacher alone."""
+    from edge_askd.trainer import Trainer
+
+    trainer = Trainer(_cfg(manifests, tmp_path / "flags", method="static_kd", ce_on="real", concat_p=0.0))
+    data = trainer.train_set
+    flags = [data.example(i, 0)["real"] for i in range(len(data))]
+    assert flags == [not c.source.startswith("synth:") for c in data.clips] and True in flags and False in flags
+    joined = Trainer(_cfg(manifests, tmp_path / "joined", method="ce", concat_p=1.0, concat_max=3)).train_set
+    for i in range(len(joined)):
+        parts = joined.parts(i, 0)[0]
+        assert joined.example(i, 0)["real"] == all(not joined.clips[k].synthetic for k in parts)
+
+    synthetic = tmp_path / "synthetic.jsonl"
+    rows = manifests["train"].read_text().splitlines()
+    synthetic.write_text("\n".join(r for r in rows if '"synth:' in r) + "\n")
+    only_synth = dict(train_manifest=str(synthetic), method="static_kd", kd_min_teacher_acc=0.0)
+    metrics = Trainer(_cfg(manifests, tmp_path / "synth-real", ce_on="real", **only_synth)).train_step()
+    assert metrics["ce"] == 0.0 and metrics["kd"] > 0 and metrics["hidden"] > 0
+    assert Trainer(_cfg(manifests, tmp_path / "synth-all", ce_on="all", **only_synth)).train_step()["ce"] > 0
+    with pytest.raises(EdgeAskdError, match="ce_on 'synthetic' is not one of all, real"):
+        _cfg(manifests, tmp_path / "bad", ce_on="synthetic").validate()
 
 
 def test_finished_run_resumed_reports_numbers_and_a_refused_resume_keeps_config(manifests, tmp_path):
