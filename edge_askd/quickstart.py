@@ -148,7 +148,12 @@ class Pipeline:
                 self.records[name] = StageRecord(name, key, saved["wall_s"], True, saved["outputs"])
                 return saved["outputs"]
         stage_dir = self.root / name
+        started = stage_dir / ".key"  # what the files in stage_dir were made for: resume only the same settings
+        if started.is_file() and started.read_text().strip() != key:
+            self.log(f"[{name}] settings changed since its files were written: starting the stage over")
+            shutil.rmtree(stage_dir)
         stage_dir.mkdir(parents=True, exist_ok=True)
+        started.write_text(key + "\n")
         self.log(f"[{name}] running")
         t0 = time.perf_counter()
         try:

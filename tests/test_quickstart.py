@@ -124,6 +124,23 @@ def test_changed_settings_rerun_the_stage_and_every_later_one(tmp_path):
     assert calls == ["data", "distill", "data", "distill"]
 
 
+def test_a_stage_left_unfinished_resumes_its_files_only_with_the_same_settings(tmp_path):
+    """An interrupted stage keeps its files for a resume (a distillation's checkpoints); re-run with other settings,
+    those files were made for something else (the trainer refuses a checkpoint of another config), so the stage
+    starts over."""
+    seen: list[bool] = []
+
+    def interrupted(stage_dir):
+        seen.append((stage_dir / "checkpoint").is_file())
+        (stage_dir / "checkpoint").write_text("step 40")
+        raise EdgeAskdError("killed")
+
+    for n in (1, 1, 2):
+        with pytest.raises(QuickstartError):
+            Pipeline(tmp_path, log=lambda _: None).run("distill", {"lr": n}, interrupted, "")
+    assert seen == [False, True, False]
+
+
 def test_unknown_target_fails_before_any_work(tmp_path):
     with pytest.raises(EdgeAskdError, match="known targets"):
         run_quickstart(QuickstartConfig(out=tmp_path / "qs", target="pi9"))
