@@ -1,7 +1,7 @@
 """End-of-speech to final-text latency through the push-audio stream, fed in real time like a microphone.
 
     python -m edge_askd_bench.stream_latency --model EXPORT_DIR [--endpoint-ms 250] [--speculate-ms 100]
-                                             [--threads 2] [--backend B] [--precision P] [--json OUT]
+                                             [--tail-ms 100] [--threads 2] [--backend B] [--precision P] [--json OUT]
 
 The 7 parity clips, each followed by 1.5 s of silence, are pushed in 30 ms blocks at the pace of real time
 from a capture thread (as PortAudio's callback does), and the stream runs on the main thread (as `listen`
@@ -38,13 +38,15 @@ def _feed(audio: np.ndarray, blocks: queue.Queue, rate: int = 16000) -> None:
     blocks.put(None)
 
 
-def measure(transcriber, clips: list[tuple[np.ndarray, str]], endpoint_ms: int, speculate_ms: int) -> dict:
+def measure(
+    transcriber, clips: list[tuple[np.ndarray, str]], endpoint_ms: int, speculate_ms: int, tail_ms: int = 100
+) -> dict:
     from edge_askd_runtime.scoring import wer
     from edge_askd_runtime.stream import LineCompleted, StreamConfig
 
     gap = np.zeros(int(GAP_S * 16000), np.float32)
     audio = np.concatenate([x for clip, _ in clips for x in (clip, gap)])
-    stream = transcriber.stream(StreamConfig(endpoint_ms=endpoint_ms, speculate_ms=speculate_ms))
+    stream = transcriber.stream(StreamConfig(endpoint_ms=endpoint_ms, speculate_ms=speculate_ms, tail_ms=tail_ms))
     blocks: queue.Queue = queue.Queue()
     feeder = threading.Thread(target=_feed, args=(audio, blocks), daemon=True)
     feeder.start()
@@ -61,6 +63,7 @@ def measure(transcriber, clips: list[tuple[np.ndarray, str]], endpoint_ms: int, 
     return {
         "endpoint_ms": endpoint_ms,
         "speculate_ms": speculate_ms,
+        "tail_ms": tail_ms,
         "lines": len(lines),
         "utterances": len(clips),
         "median_latency_ms": median("latency_ms"),
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="an export directory (or teacher:NAME / a checkpoint)")
     p.add_argument("--endpoint-ms", default="250", help="comma list: silence that ends a line (ms)")
-    p.add_argument("--speculate-ms", type=int, default=100)
+    p.add_argument("--speculate-ms", default="100", help="comma list: pause before the speculative final (ms)")
+    p.add_argument("--tail-ms", default="100", help="comma list: audio kept after the last speech frame (ms)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--backend", default=None)
     p.add_argument("--precision", default=None)
@@ -92,13 +96,20 @@ def main(argv: list[str] | None = None) -> int:
     transcriber = load_transcriber(args.model, args.threads, backend=args.backend, precision=args.precision)
     clips = [(load_audio(fetch_clip(name)), REAL_CLIPS[name].text) for name in DEFAULT_CLIPS]
     transcriber.transcribe(clips[0][0])  # warm-up: first-run allocations are not latency
-    rows = [measure(transcriber, clips, int(ms), args.speculate_ms) for ms in args.endpoint_ms.split(",")]
+    rows = [
+        measure(transcriber, clips, int(ms), int(spec), int(tail))
+        for ms in args.endpoint_ms.split(",")
+        for spec in args.speculate_ms.split(",")
+        for tail in args.tail_ms.split(",")
+    ]
     print(f"model {args.model} ({getattr(transcriber, 'describe', dict)()}), {args.threads} threads")
-    print("| endpoint | lines / utterances | median latency | endpoint wait | behind | compute | max | WER |")
-    print("|---|---|---|---|---|---|---|---|")
+    head = "endpoint | speculate | tail | lines / utterances | median latency | endpoint wait | behind | compute | max"
+    print(f"| {head} | WER |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['endpoint_ms']} ms | {r['lines']} / {r['utterances']} | {r['median_latency_ms']} ms "
+            f"| {r['endpoint_ms']} ms | {r['speculate_ms']} ms | {r['tail_ms']} ms | {r['lines']} / {r['utterances']} "
+            f"| {r['median_latency_ms']} ms "
             f"| {r['median_endpoint_wait_ms']} ms | {r['median_behind_ms']} ms | {r['median_compute_ms']} ms "
             f"| {r['max_latency_ms']} ms | {r['wer']:.1%} |"
         )

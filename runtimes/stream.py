@@ -33,7 +33,6 @@ from .results import Transcription
 from .vad import EnergyVad, VadConfig
 
 Transcribe = Callable[[np.ndarray], Transcription]
-TAIL_MS = 100  # audio kept after the last speech frame: the word's decay
 
 
 @dataclass
@@ -43,6 +42,8 @@ class StreamConfig:
     # the endpoint (no new speech), the text is already there, so the final line costs ~endpoint_ms, not
     # endpoint_ms + one transcription. 0 disables it.
     speculate_ms: int = 100
+    # Audio kept after the last speech frame (the word's decay); the speculative start waits for it to arrive.
+    tail_ms: int = 100
     partial_every_ms: int = 700
     preroll_ms: int = 300
     min_speech_ms: int = 120  # onset: this much consecutive speech starts a line
@@ -194,11 +195,11 @@ class TranscriptionStream:
             self._complete(events, endpoint_wall=wall)
         elif (
             cfg.speculate_ms
-            and line.silence >= self._ms(max(cfg.speculate_ms, TAIL_MS))
+            and line.silence >= self._ms(max(cfg.speculate_ms, cfg.tail_ms))
             and (line.speculative is None or line.speculative[0] != line.last_speech_end)
             and self._enough_speech(line)
         ):
-            # The final audio ends TAIL_MS after the last speech, which has arrived by now.
+            # The final audio ends tail_ms after the last speech, which has arrived by now.
             result, cost = self._timed(self._final_audio(line))
             line.speculative = (line.last_speech_end, result, cost)
         elif (
@@ -222,7 +223,7 @@ class TranscriptionStream:
 
     def _final_audio(self, line: _Line) -> np.ndarray:
         audio = np.concatenate(line.audio)
-        keep = max(0, line.last_speech_end - line.start + self._ms(TAIL_MS))
+        keep = max(0, line.last_speech_end - line.start + self._ms(self.config.tail_ms))
         return audio[:keep] if keep else audio
 
     def _complete(self, events: list[Event], endpoint_wall: float) -> None:

@@ -110,3 +110,22 @@ def test_bad_stream_input_is_one_line(transcriber):
     stream.add_audio(np.zeros(1600, np.float32), 16000)
     with pytest.raises(AudioError, match="changed rate"):
         stream.add_audio(np.zeros(4410, np.float32), 44100)
+
+
+def test_the_final_audio_keeps_tail_ms_after_the_last_speech(transcriber, real_clip):
+    from edge_askd_runtime.stream import TranscriptionStream
+
+    clip = load_audio(real_clip("arctic_a0009"))
+    audio = np.concatenate([np.zeros(8000, np.float32), clip, np.zeros(16000, np.float32)])
+    for tail_ms in (30, 200):
+        heard: list[int] = []
+
+        def transcribe(samples, heard=heard):
+            heard.append(len(samples))
+            return transcriber.transcribe(samples)
+
+        stream = TranscriptionStream(transcribe, StreamConfig(tail_ms=tail_ms, speculate_ms=0, partials=False))
+        _push(stream, audio, 16000)
+        (line,) = stream.lines
+        assert heard == [round((line.end_s - line.start_s) * 16000) + tail_ms * 16]
+        assert wer([REAL_CLIPS["arctic_a0009"].text], [line.text]) <= 0.25, line.text
