@@ -9,6 +9,7 @@ from pathlib import Path
 from .targets import TARGETS
 
 PARITY_SETS = ("real-sets", "clips7")
+FORMATS = ("edge-askd", "sherpa-onnx")
 
 
 def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,7 +20,17 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "Every artifact is checked against PyTorch on real speech; manifest.json records the results.",
     )
     parser.add_argument("checkpoint", help="teacher:tiny.en, teacher:base or a Hugging Face checkpoint directory")
-    parser.add_argument("--target", required=True, choices=sorted(TARGETS), help="board profile (formats, threads)")
+    parser.add_argument(
+        "--target", choices=sorted(TARGETS), help="board profile (formats, threads); needed unless --format sherpa-onnx"
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="edge-askd",
+        help="edge-askd: the board variants, parity-gated (default); sherpa-onnx: encoder/decoder ONNX (fp32, int8) "
+        "and tokens.txt in sherpa-onnx's Whisper layout, for sherpa_onnx.OfflineRecognizer.from_whisper "
+        "(not parity-gated; sherpa-onnx.json records the tail_paddings to pass)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output directory (manifest.json + artifacts)")
     parser.add_argument("--wer-budget", type=float, default=1.0, help="abs WER points a quantized file may lose")
     parser.add_argument("--clips", default=None, help="comma-separated real clips for the fp32 parity gate")
@@ -59,6 +70,12 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 def run_export(args: argparse.Namespace) -> int:
     from edge_askd.hf_transcriber import resolve_checkpoint
 
+    if getattr(args, "format", "edge-askd") == "sherpa-onnx":
+        return run_sherpa_onnx_export(args)
+    if args.target is None:
+        from edge_askd_runtime.errors import EdgeAskdError
+
+        raise EdgeAskdError("edge-askd export: --target is required (or pass --format sherpa-onnx)")
     from .pipeline import ExportOptions, export_checkpoint, runs_in
 
     options = ExportOptions(parity=parity_config(args), onnx_int8_encoder=args.onnx_int8_encoder, vocab=args.vocab)
@@ -73,6 +90,24 @@ def run_export(args: argparse.Namespace) -> int:
         if (variant.get("quantization") or {}).get("dynamic_encoder"):
             status += "  encoder weight-only (dynamic failed the gate)"
         print(f"{variant['name']:16s} {size:7.1f} MB  {_evidence(parity)}  {status}")
+    print(path)
+    return 0
+
+
+def run_sherpa_onnx_export(args: argparse.Namespace) -> int:
+    from edge_askd.hf_transcriber import resolve_checkpoint
+    from edge_askd_runtime.errors import EdgeAskdError
+
+    from .sherpa_onnx_export import export_sherpa_onnx
+
+    if args.vocab != "full":
+        raise EdgeAskdError("edge-askd export --format sherpa-onnx: --vocab must be full (sherpa-onnx needs every id)")
+    path = export_sherpa_onnx(resolve_checkpoint(args.checkpoint), args.out)
+    manifest = json.loads(path.read_text())
+    for precision, files in manifest["variants"].items():
+        size = sum(manifest["files"][name]["size"] for name in files.values()) / 1e6
+        print(f"sherpa-onnx-{precision:5s} {size:7.1f} MB  {files['encoder']}, {files['decoder']}")
+    print(f"tail_paddings={manifest['mel']['tail_paddings']}  (pass it to OfflineRecognizer.from_whisper)")
     print(path)
     return 0
 
