@@ -58,7 +58,7 @@ lint: setup
 	$(BIN)/vermin --no-tips --violations --eval-annotations -t=3.10- edge_askd runtimes export benchmarks tests
 
 test: setup lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # The package for a board: dist/edge_askd-VERSION-py3-none-any.whl, installed there with its extras
 # (README, "On the board"). Pure Python: one wheel serves every board.
