@@ -231,7 +231,10 @@ class DistillDataset:
 
     def joined(self, index: int, epoch: int) -> tuple[np.ndarray, str]:
         """The example ClipConcat plans for (index, epoch): audio and text."""
-        indices, gaps = self.parts(index, epoch)
+        return self._join(*self.parts(index, epoch))
+
+    def _join(self, indices: list[int], gaps: list[float]) -> tuple[np.ndarray, str]:
+        index = indices[0]
         pieces, texts = [self.audio(index)], [self.clips[index].text]
         for i, gap in zip(indices[1:], gaps, strict=True):
             pieces += [np.zeros(int(gap * SAMPLE_RATE), dtype=np.float32), self.audio(i)]
@@ -246,8 +249,8 @@ class DistillDataset:
         (the teacher hears what the student hears). The cached clean audio is never modified."""
         audio, text, parts = self.audio(index), self.clips[index].text, [index]
         if self.concat is not None and epoch is not None:
-            audio, text = self.joined(index, epoch)
-            parts = self.parts(index, epoch)[0]
+            parts, gaps = self.parts(index, epoch)  # planned once: the audio, the text and the CE flag share it
+            audio, text = self._join(parts, gaps)
         if self.augment is not None and epoch is not None:
             audio = self.augment(audio, epoch, index)
         dec_in, labels, mask = self.targets(text)
