@@ -10,6 +10,8 @@ One graph design serves ONNX, OpenVINO and TFLite alike (see shared/notes/export
     only. ONNX/OpenVINO keep T and S dynamic, so the runtime passes only the filled slots (S = offset): a step
     then reads and concatenates a few KB of cache instead of all 448 slots (11 MB for base). TFLite traces
     T = 1, S = 448 (static shapes) and masks the stale slots. No HF cache classes, no data-dependent control flow.
+    With `cache_in_graph` (the ONNX GPU variant) the graph takes all 448 slots and returns the whole updated
+    cache (`out_k{l}`/`out_v{l}`) instead, so a runtime can keep the cache on its device across steps.
   * Per-layer tensors rather than one stacked [L, ...] tensor: stacked, ONNX Runtime spent ~40% of each step
     in Split copying the whole cross cache.
 The attention arithmetic is written out from the HF layer weights (same order of operations as HF's
@@ -71,8 +73,17 @@ class GraphDims:
         names += [f"self_{kv}{layer}" for layer in range(self.decoder_layers) for kv in ("k", "v")]
         return names + self.encoder_output_names()
 
-    def decoder_output_names(self) -> list[str]:
-        return ["logits"] + [f"new_{kv}{layer}" for layer in range(self.decoder_layers) for kv in ("k", "v")]
+    def decoder_output_names(self, cache_in_graph: bool = False) -> list[str]:
+        prefix = "out_" if cache_in_graph else "new_"
+        return ["logits"] + [f"{prefix}{kv}{layer}" for layer in range(self.decoder_layers) for kv in ("k", "v")]
+
+
+def write_slots(cache: torch.Tensor, new: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """`cache` [..., S, D] with slots offset..offset+T replaced by `new` [..., T, D] (slot axis -2): a scatter, so
+    no shape depends on the value of `offset`."""
+    steps = offset.reshape(-1)[:1] + torch.arange(new.shape[-2], device=new.device)
+    index = steps.reshape(*([1] * (new.dim() - 2)), -1, 1).expand(new.shape)
+    return cache.scatter(new.dim() - 2, index, new)
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -106,10 +117,12 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderStepGraph(nn.Module):
-    """One greedy step: (token, offset, self K/V caches, cross K/V) -> (logits, new self K/V for this token)."""
+    """One greedy step: (token, offset, self K/V caches, cross K/V) -> (logits, new self K/V for this token), or
+    with `cache_in_graph` (logits, the self K/V caches with this call's tokens written at `offset`)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, cache_in_graph: bool = False) -> None:
         super().__init__()
+        self.cache_in_graph = cache_in_graph
         self.decoder = model.model.decoder
         self.proj_out = model.proj_out
         self.heads = model.config.decoder_attention_heads
@@ -155,6 +168,8 @@ class DecoderStepGraph(nn.Module):
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
         logits = self.proj_out(self.decoder.layer_norm(x[:, -1:, :]))  # [1, 1, V]: only the last token picks
+        if self.cache_in_graph:
+            return (logits, *(write_slots(cache, new, offset) for cache, new in zip(self_kv, new_kv, strict=True)))
         return (logits, *new_kv)
 
 

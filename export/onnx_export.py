@@ -56,20 +56,26 @@ def export_encoder(model: torch.nn.Module, path: Path) -> Path:
     )
 
 
-def export_decoder(model: torch.nn.Module, path: Path) -> Path:
+def export_decoder(model: torch.nn.Module, path: Path, cache_in_graph: bool = False) -> Path:
     """Decoder step; the cross K/V's source axis is dynamic so it pairs with the dynamic encoder, the token
     axis so the whole prompt goes in one call, the self-attention cache's slot axis so a step gets only the
-    filled slots."""
+    filled slots. `cache_in_graph`: all 448 slots in, the updated cache out (a fixed shape a GPU runtime keeps
+    on the device, see graphs.DecoderStepGraph)."""
     dims = GraphDims.from_config(model.config)
     _, args = example_inputs(dims, frames=dims.max_mel_frames, tokens=PROMPT_EXAMPLE_TOKENS)
     source = torch.export.Dim("source", min=1, max=dims.max_source_positions)
     tokens = torch.export.Dim("tokens", min=1, max=dims.max_target_positions)
-    slots = torch.export.Dim("slots", min=1, max=dims.max_target_positions)
+    slots = None if cache_in_graph else {2: torch.export.Dim("slots", min=1, max=dims.max_target_positions)}
     n_cache = 2 * dims.decoder_layers
     # forward(token, offset, *caches): the varargs form one nested entry.
-    dynamic = ({1: tokens}, None, ({2: slots},) * n_cache + ({2: source},) * n_cache)
+    dynamic = ({1: tokens}, None, (slots,) * n_cache + ({2: source},) * n_cache)
     return _export(
-        DecoderStepGraph(model).eval(), args, path, dims.decoder_input_names(), dims.decoder_output_names(), dynamic
+        DecoderStepGraph(model, cache_in_graph).eval(),
+        args,
+        path,
+        dims.decoder_input_names(),
+        dims.decoder_output_names(cache_in_graph),
+        dynamic,
     )
 
 

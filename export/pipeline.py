@@ -83,31 +83,41 @@ def _prompt(generation: dict) -> list[int]:
     return ids + [generation["no_timestamps_token_id"]]
 
 
-def _io(dims: GraphDims, frames: str | int, dynamic_decoder: bool) -> dict:
+def _io(dims: GraphDims, frames: str | int, dynamic_decoder: bool, cache_in_graph: bool = False) -> dict:
     """The graphs' names and shapes. `dynamic_decoder` (ONNX, OpenVINO): the decoder's token and cache-slot axes
     are dynamic, so the runtime feeds the prompt in one call and only the filled cache slots; TFLite signatures
-    take one token and all slots."""
+    take one token and all slots. `cache_in_graph` (the ONNX GPU variant): a dynamic token axis, all 448 slots
+    in and the updated cache out, so the runtime keeps the cache on the device (IO binding)."""
     steps = "ceil(frames/2)" if isinstance(frames, str) else (frames + 1) // 2
     tokens = "tokens" if dynamic_decoder else 1
     cache = [1, dims.heads, dims.max_target_positions, dims.head_dim]
+    slots = "slots" if dynamic_decoder and not cache_in_graph else dims.max_target_positions
+    returned = {"out_k/v": cache} if cache_in_graph else {"new_k/v": [1, dims.heads, tokens, dims.head_dim]}
     return {
         "encoder_inputs": dims.encoder_input_names(),
         "encoder_outputs": dims.encoder_output_names(),
         "decoder_inputs": dims.decoder_input_names(),
-        "decoder_outputs": dims.decoder_output_names(),
+        "decoder_outputs": dims.decoder_output_names(cache_in_graph),
         "shapes": {
             "mel": [1, dims.n_mels, frames],
             "cross_k/v": [1, dims.heads, steps, dims.head_dim],
             "token": [1, tokens],
             "offset": [1],
-            "self_k/v": [1, dims.heads, "slots" if dynamic_decoder else dims.max_target_positions, dims.head_dim],
+            "self_k/v": [1, dims.heads, slots, dims.head_dim],
             "logits": [1, 1, dims.vocab_size],
-            "new_k/v": [1, dims.heads, tokens, dims.head_dim],
+            **returned,
         },
         "cache_shapes": [cache] * (2 * dims.decoder_layers),
         "multi_token": dynamic_decoder,
-        "dynamic_cache": dynamic_decoder,
+        "dynamic_cache": dynamic_decoder and not cache_in_graph,
+        "cache_in_graph": cache_in_graph,
     }
+
+
+def _cache_in_graph(fmt: str, precision: str) -> bool:
+    """The ONNX fp16 variant is the one for GPU execution providers (jetson-orin): its decoder updates the cache
+    itself, so the cache never leaves the GPU between steps."""
+    return fmt == "onnx" and precision == "fp16"
 
 
 class _Builder:
@@ -126,6 +136,19 @@ class _Builder:
             onnx_export.export_encoder(self.model, enc)
             onnx_export.export_decoder(self.model, dec)
         return {"encoder": enc, "decoder": dec}
+
+    def onnx_fp16(self) -> dict[str, Path]:
+        """fp16 encoder, and the decoder with the cache update in the graph (the GPU variant, `_cache_in_graph`),
+        converted from an fp32 export of it that is not kept."""
+        encoder = self.onnx_fp32()["encoder"]
+        onnx_dir = encoder.parent
+        source = onnx_dir / ".decoder.cache_in_graph.fp32.onnx"
+        try:
+            onnx_export.export_decoder(self.model, source, cache_in_graph=True)
+            decoder = onnx_export.convert_fp16(source, onnx_dir / "decoder.fp16.onnx")
+        finally:
+            source.unlink(missing_ok=True)
+        return {"encoder": onnx_export.convert_fp16(encoder, onnx_dir / "encoder.fp16.onnx"), "decoder": decoder}
 
     def onnx_int8(self, role: str, scheme: str) -> Path:
         """Quantize one role's fp32 ONNX file to `role`.int8.onnx (see onnx_export.quantize_int8 for `scheme`)."""
@@ -146,7 +169,7 @@ class _Builder:
                 schemes = {"encoder": encoder_scheme, "decoder": "dynamic"}
                 files = {role: self.onnx_int8(role, scheme) for role, scheme in schemes.items()}
             elif precision == "fp16":
-                files = {k: onnx_export.convert_fp16(p, p.with_name(f"{k}.fp16.onnx")) for k, p in src.items()}
+                files = self.onnx_fp16()
             else:
                 raise ExportError(f"ONNX precision {precision!r} is not supported; use fp32, int8 or fp16")
             return {k: self.rel(p) for k, p in files.items()}, None, None
@@ -302,7 +325,7 @@ def export_checkpoint(
                     "precision": precision,
                     "valid": False,
                     "files": {},
-                    "io": _io(dims, "frames", fmt != "tflite"),
+                    "io": _io(dims, "frames", fmt != "tflite", _cache_in_graph(fmt, precision)),
                     "error": f"{type(exc).__name__}: {exc}"[:500],
                 }
             )
@@ -322,7 +345,12 @@ def export_checkpoint(
                 if precision == "int8"
                 else None
             ),
-            "io": _io(dims, "frames" if not variant_buckets else variant_buckets[-1], fmt != "tflite"),
+            "io": _io(
+                dims,
+                "frames" if not variant_buckets else variant_buckets[-1],
+                fmt != "tflite",
+                _cache_in_graph(fmt, precision),
+            ),
             "export_seconds": round(time.perf_counter() - start, 2),
             "valid": False,
         }

@@ -41,7 +41,7 @@ from edge_askd_runtime.tokenizer import _unicode_to_byte
 from edge_askd_runtime.transcriber import sha256_file
 from edge_askd_runtime.writers import atomic_write_text
 
-from .graphs import DecoderStepGraph, EncoderGraph, GraphDims, _heads, _merge_heads, load_model
+from .graphs import DecoderStepGraph, EncoderGraph, GraphDims, _heads, _merge_heads, load_model, write_slots
 from .manifest import checkpoint_sha256, input_convention, min_frames, tail_frames, tool_versions
 from .onnx_export import OPSET, PROMPT_EXAMPLE_TOKENS, _export, quantize_int8
 
@@ -115,10 +115,7 @@ class SherpaDecoder(nn.Module):
         logits = logits + self.suppress + begin
         new_k = torch.stack([_merge_heads(k) for k in new[0::2]])  # [L, 1, n, D]
         new_v = torch.stack([_merge_heads(v) for v in new[1::2]])
-        # Write the n new tokens' K/V into slots offset..offset+n-1: a scatter, so no shape depends on offset.
-        slots = (offset + torch.arange(tokens.shape[1], device=tokens.device)).reshape(1, 1, -1, 1)
-        index = slots.expand(new_k.shape)
-        return logits, self_k.scatter(2, index, new_k), self_v.scatter(2, index, new_v)
+        return logits, write_slots(self_k, new_k, offset), write_slots(self_v, new_v, offset)
 
 
 def _mask(vocab: int, ids: Sequence[int]) -> torch.Tensor:

@@ -25,6 +25,9 @@ class Backend(Protocol):
     # cache slots; False: one token and all 448 slots per call (TFLite's static shapes, older exports).
     multi_token: bool
     dynamic_cache: bool
+    # Whether the decoder graph updates the cache itself and the backend keeps it (on its device, between calls):
+    # the loop then passes no cache and gets no new K/V back (ONNX GPU variant).
+    cache_in_graph: bool
 
     def run_encoder(self, mel: np.ndarray) -> list[np.ndarray]:
         """mel [1, n_mels, T] float32 -> [cross_k0, cross_v0, cross_k1, ...], each [1, H, S, Dh]."""
@@ -39,7 +42,7 @@ class Backend(Protocol):
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """T tokens at positions offset.. -> (the last one's logits [V] float32, [new_k0, new_v0, ...] each
         [1, H, T, Dh]); cache ([1, H, S, Dh] each) is read only. T > 1 only where `multi_token`; S < 448 only
-        where `dynamic_cache`."""
+        where `dynamic_cache`; where `cache_in_graph`, cache is empty and so is the returned list."""
         ...
 
 
@@ -127,8 +130,10 @@ def allocate_cache(shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
 
 
 def cache_input(backend: Backend, cache: list[np.ndarray], offset: int) -> list[np.ndarray]:
-    """What a call reads of the cache: the filled slots (at least one, masked at offset 0) where the graph's slot
-    axis is dynamic, else all of them."""
+    """What a call reads of the cache: nothing where the backend keeps it, the filled slots (at least one, masked
+    at offset 0) where the graph's slot axis is dynamic, else all of them."""
+    if backend.cache_in_graph:
+        return []
     if not backend.dynamic_cache:
         return cache
     filled = max(offset, 1)
@@ -139,6 +144,14 @@ def write_cache(cache: list[np.ndarray], new_kv: list[np.ndarray], offset: int) 
     """Store a call's new K/V ([1, H, T, Dh] each) in the fixed caches at slots offset..offset + T."""
     for layer_cache, new in zip(cache, new_kv, strict=True):
         layer_cache[:, :, offset : offset + new.shape[2], :] = new
+
+
+def decoder_call(backend: Backend, tokens: list[int], offset: int, cache: list[np.ndarray]) -> np.ndarray:
+    """One decoder call for `tokens` at `offset`, the cache read and written back around it -> last logits [V]."""
+    logits, new_kv = backend.run_decoder_step(tokens, offset, cache_input(backend, cache, offset))
+    if not backend.cache_in_graph:
+        write_cache(cache, new_kv, offset)
+    return logits
 
 
 def greedy_decode(
@@ -164,8 +177,7 @@ def greedy_decode(
     reason = "cache_full"
     while offset + len(feed) <= settings.max_target_positions:
         start = time.perf_counter()
-        logits, new_kv = backend.run_decoder_step(feed, offset, cache_input(backend, cache, offset))
-        write_cache(cache, new_kv, offset)
+        logits = decoder_call(backend, feed, offset, cache)
         step_seconds.append(time.perf_counter() - start)
         offset += len(feed)
         if offset < len(prompt):
@@ -185,8 +197,7 @@ def forced_logits(backend: Backend, cross: list[np.ndarray], ids: list[int], cac
     backend.bind_cross(cross)
     rows = []
     for offset, token in enumerate(ids):
-        logits, new_kv = backend.run_decoder_step([token], offset, cache_input(backend, cache, offset))
-        write_cache(cache, new_kv, offset)
+        logits = decoder_call(backend, [token], offset, cache)
         rows.append(np.array(logits, dtype=np.float32, copy=True))
     return np.stack(rows)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, stream_audio
 from .backends import BACKEND_FORMATS, BackendSpec, load_backend, resolve_device, runtime_available
-from .decoding import DecodeSettings, SilenceGate, allocate_cache, cache_input, greedy_decode
+from .decoding import DecodeSettings, SilenceGate, allocate_cache, decoder_call, greedy_decode
 from .errors import ModelError
 from .features import HOP_LENGTH, N_SAMPLES_30S, log_mel, with_tail
 from .results import Segment, Transcription
@@ -152,6 +152,7 @@ def backend_spec(
         threads=threads,
         multi_token=bool(io.get("multi_token")),
         dynamic_cache=bool(io.get("dynamic_cache")),
+        cache_in_graph=bool(io.get("cache_in_graph")),
         device=device,
         precision_hint=precision_hint,
         buckets=sorted(int(b) for b in variant.get("buckets") or []),
@@ -376,7 +377,7 @@ class Transcriber:
             raise ModelError(f"{self.export_dir}: this export is English-only; it has no language tokens")
         self.backend.bind_cross(cross)
         (sot,) = self.vocab.to_graph([self.manifest["tokenizer"]["sot"]])
-        logits, _ = self.backend.run_decoder_step([sot], 0, cache_input(self.backend, self._cache, 0))
+        logits = decoder_call(self.backend, [sot], 0, self._cache)
         codes = [code.strip("<|>") for code in lang_to_id]
         scores = np.asarray(logits, dtype=np.float64)[self.vocab.to_graph(list(lang_to_id.values()))]
         probs = np.exp(scores - scores.max())

@@ -672,6 +672,9 @@ def test_quantized_gate_judges_on_the_real_sets(student_checkpoint, tmp_path):
     assert all(s["words"] > 0 and s["seconds"] > 0 and 0 <= s["pytorch_wer"] for s in quantized["sets"].values())
 
     variants = {v["name"]: v for v in manifest["variants"]}
+    # The GPU variant's decoder updates its cache in the graph (gated here through the IO-binding path).
+    assert [n for n, v in variants.items() if v["io"]["cache_in_graph"]] == ["onnx-fp16"]
+    assert variants["onnx-fp16"]["io"]["decoder_outputs"][1] == "out_k0" and variants["onnx-fp16"]["io"]["multi_token"]
     fp32 = variants["onnx-fp32"]["parity"]
     assert variants["onnx-fp32"]["valid"] and fp32["clips"] == len(DEFAULT_CLIPS) and fp32["max_logit_diff"] <= 1e-3
     for name in ("onnx-fp16", "onnx-int8"):

@@ -27,6 +27,7 @@ class BackendSpec:
     threads: int | None = None
     multi_token: bool = False  # the decoder's token axis is dynamic: the whole prompt goes in one call
     dynamic_cache: bool = False  # its cache slot axis is dynamic: a call gets only the filled slots
+    cache_in_graph: bool = False  # it returns the updated cache: the adapter keeps it (on the device) across calls
     device: str = "CPU"  # onnxruntime: CPU|CUDA|TensorRT; openvino: CPU|GPU
     precision_hint: str | None = None  # openvino INFERENCE_PRECISION_HINT ("f32" for parity checks)
     buckets: list[int] = field(default_factory=list)  # static mel lengths (frames), TFLite only

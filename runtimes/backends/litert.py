@@ -63,6 +63,7 @@ class LiteRtBackend:
     # Static shapes: each decoder signature takes one token and all 448 cache slots.
     multi_token = False
     dynamic_cache = False
+    cache_in_graph = False
 
     def __init__(self, spec: BackendSpec) -> None:
         if not spec.bucket_files:

@@ -12,6 +12,8 @@ _PROVIDERS = {
     "CUDA": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "TensorRT": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+# Where the decoder's cache lives when the graph updates it (OrtValue device names).
+_CACHE_DEVICE = {"CPU": "cpu", "CUDA": "cuda", "TensorRT": "cuda"}
 
 
 class OnnxRuntimeBackend:
@@ -39,6 +41,7 @@ class OnnxRuntimeBackend:
         static = spec.device == "TensorRT"
         self.multi_token = spec.multi_token and not static
         self.dynamic_cache = spec.dynamic_cache and not static
+        self.cache_in_graph = spec.cache_in_graph
         try:
             self.encoder = ort.InferenceSession(str(spec.encoder), options, providers=_PROVIDERS[spec.device])
             self.decoder = ort.InferenceSession(str(spec.decoder), options, providers=_PROVIDERS[spec.device])
@@ -52,19 +55,74 @@ class OnnxRuntimeBackend:
         n_cache = len(spec.decoder_inputs) - 2
         self._self_names = spec.decoder_inputs[2 : 2 + n_cache // 2]
         self._cross_names = spec.decoder_inputs[2 + n_cache // 2 :]
+        if self.cache_in_graph:
+            self._device_cache = _DeviceCache(ort, self.decoder, spec.decoder_inputs, spec.decoder_outputs, spec.device)
 
     def run_encoder(self, mel: np.ndarray) -> list[np.ndarray]:
         return self.encoder.run(self.spec.encoder_outputs, {self.spec.encoder_inputs[0]: mel})
 
     def bind_cross(self, cross: list[np.ndarray]) -> None:
-        self._feeds = dict(zip(self._cross_names, cross, strict=True))
+        if self.cache_in_graph:
+            self._device_cache.bind_cross(dict(zip(self._cross_names, cross, strict=True)))
+        else:
+            self._feeds = dict(zip(self._cross_names, cross, strict=True))
 
     def run_decoder_step(
         self, tokens: list[int], offset: int, cache: list[np.ndarray]
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         self._offset[0] = offset
         token = np.array([tokens], dtype=np.int64)
+        if self.cache_in_graph:
+            return self._device_cache.step(token, self._offset), []
         feeds = {self._token_name: token, self._offset_name: self._offset, **self._feeds}
         feeds.update(zip(self._self_names, cache, strict=True))
         logits, *new_kv = self.decoder.run(self.spec.decoder_outputs, feeds)
         return logits[0, -1], new_kv
+
+
+class _DeviceCache:
+    """The self-attention cache of a decoder that updates it in its graph, kept as OrtValues on `device` (the GPU
+    on a Jetson) and bound with IO binding: two buffers per tensor, read from one and written to the other, then
+    swapped. Per step only the token, the offset (in) and the logits (out) cross the host boundary; the cross
+    K/V are uploaded once per utterance. A buffer is never read and written by the same call (ONNX Runtime does
+    not promise in-place outputs), and stale slots need no clearing: the graph masks slots at or past `offset`."""
+
+    def __init__(self, ort, session, inputs: list[str], outputs: list[str], device: str) -> None:
+        self._ort, self._session, self._device = ort, session, _CACHE_DEVICE[device]
+        self._binding = session.io_binding()
+        self._token, self._offset = inputs[:2]
+        self._inputs = inputs[2 : 2 + len(outputs) - 1]  # self_k0, self_v0, ...
+        self._logits, *self._outputs = outputs  # out_k0, out_v0, ...: the updated caches, in input order
+        shape = (1, *_static_cache_shape(session, self._inputs[0]))
+        # One zeroed host array per buffer: on the CPU an OrtValue wraps its array's memory instead of copying it,
+        # and zeros rather than empty memory, whose NaNs would survive the mask of the unfilled slots.
+        self._host = [[np.zeros(shape, dtype=np.float32) for _ in self._inputs] for _ in range(2)]
+        self._buffers = [[ort.OrtValue.ortvalue_from_numpy(a, self._device, 0) for a in row] for row in self._host]
+        self._cross: list[np.ndarray] = []  # kept alive while bound (the CPU's OrtValues wrap them)
+        self._current = 0  # the buffer set holding the cache the next step reads
+
+    def bind_cross(self, cross: dict[str, np.ndarray]) -> None:
+        self._cross = list(cross.values())
+        for name, value in cross.items():
+            self._binding.bind_ortvalue_input(name, self._ort.OrtValue.ortvalue_from_numpy(value, self._device, 0))
+
+    def step(self, token: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        binding, read, write = self._binding, self._buffers[self._current], self._buffers[1 - self._current]
+        binding.bind_cpu_input(self._token, token)
+        binding.bind_cpu_input(self._offset, offset)
+        for name, value in zip(self._inputs, read, strict=True):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output(self._logits, "cpu")  # the only output the host reads, [1, 1, V]
+        for name, value in zip(self._outputs, write, strict=True):
+            binding.bind_ortvalue_output(name, value)
+        self._session.run_with_iobinding(binding)
+        self._current = 1 - self._current
+        return binding.get_outputs()[0].numpy()[0, -1]
+
+
+def _static_cache_shape(session, name: str) -> tuple[int, ...]:
+    """[H, S, Dh] of a cache input whose slot axis is fixed (an in-graph cache update has all 448 slots)."""
+    shape = next(i.shape for i in session.get_inputs() if i.name == name)[1:]
+    if not all(isinstance(d, int) for d in shape):
+        raise ModelError(f"decoder input {name} has a dynamic shape {shape}; re-export the variant")
+    return tuple(shape)

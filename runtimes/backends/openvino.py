@@ -10,6 +10,7 @@ from . import BackendSpec
 
 class OpenVinoBackend:
     name = "openvino"
+    cache_in_graph = False
 
     def __init__(self, spec: BackendSpec) -> None:
         import openvino as ov
