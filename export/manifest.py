@@ -137,14 +137,17 @@ def min_runtime(fmt: str, out_dir: Path, files: dict) -> dict:
     runtime refuses an older one with an "upgrade" line instead of a kernel error (or a crash) at load."""
     package, version = RUNTIME_FLOORS[fmt]
     why = f"{fmt} artifacts"
+    runtime_ops: list[str] = []
     if fmt == "onnx":
         import onnx
 
         graphs = [out_dir / rel for rel in files.values() if isinstance(rel, str) and rel.endswith(".onnx")]
-        ops = {node.op_type for g in graphs for node in onnx.load(str(g), load_external_data=False).graph.node}
-        if "MatMulNBits" in ops:
+        nodes = [node for g in graphs for node in onnx.load(str(g), load_external_data=False).graph.node]
+        # Ops outside the standard ONNX domains run only where that runtime's contrib kernels exist.
+        runtime_ops = sorted({f"{n.domain}.{n.op_type}" for n in nodes if n.domain not in ("", "ai.onnx")})
+        if "com.microsoft.MatMulNBits" in runtime_ops:
             version, why = MATMUL_NBITS_ORT, "8-bit MatMulNBits (int8 weight-only encoder)"
-    return {"package": package, "version": version, "why": why}
+    return {"package": package, "version": version, "why": why, "runtime_specific_ops": runtime_ops}
 
 
 def write_manifest(manifest: dict, out_dir: Path) -> Path:

@@ -21,7 +21,9 @@ from edge_askd_runtime.vocab import VocabMap
 
 from . import onnx_export
 from .graphs import GraphDims, load_model
+from .hf_files import write_hf_files
 from .manifest import add_files, base_manifest, min_runtime, write_manifest
+from .model_metadata import add_metadata, edge_askd_metadata, whisper_metadata
 from .parity import (
     ClipReference,
     EvalClip,
@@ -123,9 +125,18 @@ def _cache_in_graph(fmt: str, precision: str) -> bool:
 class _Builder:
     """Produces each (format, precision) variant's files once, reusing intermediate artifacts (ONNX and TFLite fp32)."""
 
-    def __init__(self, model, dims: GraphDims, out_dir: Path, buckets: list[int], options: ExportOptions) -> None:
+    def __init__(
+        self, model, dims: GraphDims, out_dir: Path, buckets: list[int], options: ExportOptions, describe=None
+    ) -> None:
         self.model, self.dims, self.out, self.buckets, self.options = model, dims, out_dir, buckets, options
         self._tflite_fp32: tuple[bytes, dict] | None = None
+        # describe(role, cache_in_graph) -> an ONNX file's metadata_props (model_metadata.edge_askd_metadata)
+        self._describe = describe
+
+    def described(self, path: Path, role: str, cache_in_graph: bool = False) -> Path:
+        if self._describe is not None:
+            add_metadata(path, self._describe(role, cache_in_graph))
+        return path
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.out).as_posix()
@@ -133,8 +144,8 @@ class _Builder:
     def onnx_fp32(self) -> dict[str, Path]:
         enc, dec = self.out / "onnx" / "encoder.fp32.onnx", self.out / "onnx" / "decoder.fp32.onnx"
         if not (enc.is_file() and dec.is_file()):
-            onnx_export.export_encoder(self.model, enc)
-            onnx_export.export_decoder(self.model, dec)
+            self.described(onnx_export.export_encoder(self.model, enc), "encoder")
+            self.described(onnx_export.export_decoder(self.model, dec), "decoder")
         return {"encoder": enc, "decoder": dec}
 
     def onnx_fp16(self) -> dict[str, Path]:
@@ -148,12 +159,17 @@ class _Builder:
             decoder = onnx_export.convert_fp16(source, onnx_dir / "decoder.fp16.onnx")
         finally:
             source.unlink(missing_ok=True)
-        return {"encoder": onnx_export.convert_fp16(encoder, onnx_dir / "encoder.fp16.onnx"), "decoder": decoder}
+        encoder = onnx_export.convert_fp16(encoder, onnx_dir / "encoder.fp16.onnx")
+        return {
+            "encoder": self.described(encoder, "encoder", True),
+            "decoder": self.described(decoder, "decoder", True),
+        }
 
     def onnx_int8(self, role: str, scheme: str) -> Path:
         """Quantize one role's fp32 ONNX file to `role`.int8.onnx (see onnx_export.quantize_int8 for `scheme`)."""
         src = self.onnx_fp32()[role]
-        return onnx_export.quantize_int8(src, src.with_name(f"{role}.int8.onnx"), self.options.quantize_convs, scheme)
+        dst = onnx_export.quantize_int8(src, src.with_name(f"{role}.int8.onnx"), self.options.quantize_convs, scheme)
+        return self.described(dst, role)
 
     def build(
         self, fmt: str, precision: str, encoder_scheme: str = "dynamic"
@@ -266,7 +282,7 @@ def export_checkpoint(
     dims = GraphDims.from_config(model.config)
     manifest = base_manifest(checkpoint, tgt, dims, generation, _prompt(generation))
     shutil.copyfile(checkpoint / "tokenizer.json", out / "tokenizer.json")
-    add_files(manifest, out, ["tokenizer.json"], "json", "-")
+    add_files(manifest, out, ["tokenizer.json", *write_hf_files(checkpoint, out, manifest["mel"])], "json", "-")
     if vocab.shortlisted:
         full_size = json.loads((checkpoint / "config.json").read_text())["vocab_size"]
         manifest["tokenizer"]["shortlist"] = _write_shortlist(vocab, out, full_size)
@@ -304,7 +320,16 @@ def export_checkpoint(
         return references[(use_wer_sets, key)]
 
     wanted = list(tgt.variants)
-    builder = _Builder(model, dims, out, buckets, options)
+    whisper = whisper_metadata(model.config, generation, json.loads((checkpoint / "tokenizer.json").read_text()))
+    if vocab.shortlisted:
+        whisper["edge_askd_vocab_shortlist"] = manifest["tokenizer"]["shortlist"]["file"]
+
+    def describe(role: str, cache_in_graph: bool) -> dict[str, str]:
+        io = _io(dims, "frames", True, cache_in_graph)
+        names = (io[f"{role}_inputs"], io[f"{role}_outputs"])
+        return edge_askd_metadata(whisper, role, *names, manifest["mel"], manifest["tokenizer"]["prompt"], io)
+
+    builder = _Builder(model, dims, out, buckets, options, describe)
     # Per format (TFLite's bucketed input differs from the dynamic formats'): the fp32 variant's WER, the quantized
     # budget's baseline when both gates judge the same clips (legacy gate). With the WER sets the fp32 variant is
     # not decoded on them (it passed the strict gate: its tokens are PyTorch's), so PyTorch on the same input is

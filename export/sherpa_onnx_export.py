@@ -43,6 +43,7 @@ from edge_askd_runtime.writers import atomic_write_text
 
 from .graphs import DecoderStepGraph, EncoderGraph, GraphDims, _heads, _merge_heads, load_model, write_slots
 from .manifest import checkpoint_sha256, input_convention, min_frames, tail_frames, tool_versions
+from .model_metadata import add_metadata, whisper_metadata
 from .onnx_export import OPSET, PROMPT_EXAMPLE_TOKENS, _export, quantize_int8
 
 FORMAT = "sherpa-onnx"
@@ -125,59 +126,6 @@ def _mask(vocab: int, ids: Sequence[int]) -> torch.Tensor:
     return mask
 
 
-def _metadata(config, generation: dict, tokenizer: dict) -> dict[str, str]:
-    """The encoder's metadata_props, as scripts/whisper/export-onnx.py writes them (offline-whisper-model.cc reads
-    n_mels, n_text_*, n_vocab, sot, eot, blank_id, translate, transcribe, is_multilingual, no_timestamps,
-    no_speech, sot_sequence and, multilingual, all_language_tokens / all_language_codes)."""
-    added = {t["content"]: int(t["id"]) for t in tokenizer.get("added_tokens", [])}
-    vocab = tokenizer["model"]["vocab"]
-
-    def special(*names: str) -> int:
-        for name in names:
-            if name in added:
-                return added[name]
-        raise SherpaOnnxExportError(f"tokenizer.json has none of {', '.join(names)}; re-save the Whisper tokenizer")
-
-    multilingual = bool(generation.get("is_multilingual"))
-    sot = int(generation["decoder_start_token_id"])
-    lang_to_id = generation.get("lang_to_id") or {}
-    languages = sorted(lang_to_id.items(), key=lambda kv: kv[1])
-    transcribe, translate = special("<|transcribe|>"), special("<|translate|>")
-    # sherpa-onnx overwrites [1] (language) and [2] (task) of a multilingual sequence and appends <|notimestamps|>.
-    sot_sequence = [sot] + ([lang_to_id["<|en|>"], transcribe] if multilingual else [])
-    values = {
-        "model_type": f"whisper-edge-askd-{'multilingual' if multilingual else 'en'}",
-        "version": "1",
-        "maintainer": "edge-askd",
-        "n_mels": config.num_mel_bins,
-        "n_audio_ctx": config.max_source_positions,
-        "n_audio_state": config.d_model,
-        "n_audio_head": config.encoder_attention_heads,
-        "n_audio_layer": config.encoder_layers,
-        "n_vocab": config.vocab_size,
-        "n_text_ctx": config.max_target_positions,
-        "n_text_state": config.d_model,
-        "n_text_head": config.decoder_attention_heads,
-        "n_text_layer": config.decoder_layers,
-        "sot_sequence": ",".join(map(str, sot_sequence)),
-        "all_language_tokens": ",".join(str(i) for _, i in languages),
-        "all_language_codes": ",".join(code.strip("<|>") for code, _ in languages),
-        "sot": sot,
-        "sot_index": 0,
-        "eot": int(generation["eos_token_id"]),
-        "blank_id": int(vocab["\u0120"]),  # " " in GPT-2's byte-to-unicode map
-        "is_multilingual": int(multilingual),
-        "no_speech": special("<|nospeech|>", "<|nocaptions|>"),
-        "non_speech_tokens": ",".join(map(str, generation.get("suppress_tokens") or [])),
-        "transcribe": transcribe,
-        "translate": translate,
-        "sot_prev": special("<|startofprev|>"),
-        "sot_lm": special("<|startoflm|>"),
-        "no_timestamps": int(generation["no_timestamps_token_id"]),
-    }
-    return {key: str(value) for key, value in values.items()}
-
-
 def write_tokens(tokenizer: dict, path: Path) -> Path:
     """tokens.txt: `base64(bytes) id` for every regular BPE token (the tiktoken ranks sherpa-onnx's own exports
     write); added tokens (<|endoftext|>, <|startoftranscript|>, ...) are left out."""
@@ -191,16 +139,6 @@ def write_tokens(tokenizer: dict, path: Path) -> Path:
         lines.append(f"{base64.b64encode(raw).decode('ascii')} {index}\n")
     path.write_text("".join(lines), encoding="utf-8")
     return path
-
-
-def add_metadata(path: Path, metadata: dict[str, str]) -> None:
-    import onnx
-
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
 
 
 def export_encoder(model: nn.Module, path: Path, min_mel_frames: int) -> Path:
@@ -279,7 +217,7 @@ def export_sherpa_onnx(
     if model.config.num_mel_bins != 80:
         # from_whisper() fixes the feature extractor at 80 bins (large-v3's 128 would need the C++ API).
         raise SherpaOnnxExportError(f"{checkpoint}: {model.config.num_mel_bins} mel bins; from_whisper() takes 80")
-    metadata = _metadata(model.config, generation, tokenizer)
+    metadata = whisper_metadata(model.config, generation, tokenizer)
     min_mel = 2 * min_frames(config)
     fp32 = {
         "encoder": export_encoder(model, out / "encoder.fp32.onnx", min_mel),

@@ -40,6 +40,7 @@ def make_layer_subset_student(
     config_path = out_dir / "config.json"
     saved = json.loads(config_path.read_text())
     saved["edge_askd_input"] = input_convention
+    saved["edge_askd_layers"] = {"encoder": list(range(config.encoder_layers)), "decoder": list(decoder_layers)}
     config_path.write_text(json.dumps(saved, indent=2))
     for name in STUDENT_FILES:
         if (teacher / name).is_file():

@@ -357,6 +357,61 @@ def test_runtime_refuses_tampered_file(student_export, tmp_path, real_clip):
         Transcriber(copy, backend="onnxruntime", precision="fp64")
 
 
+def test_every_export_describes_itself(student_export):
+    """metadata_props in every ONNX file, Hugging Face's three config files beside the manifest (hashed like the
+    models, the alignment heads renumbered to the student's layers), and the runtime-specific ops per variant."""
+    import onnx
+
+    from edge_askd_export.hf_files import HF_FILES
+    from edge_askd_runtime.transcriber import sha256_file
+
+    manifest = _manifest(student_export)
+    for name in HF_FILES:
+        assert manifest["files"][name]["sha256"] == sha256_file(student_export / name)
+    generation = json.loads((student_export / "generation_config.json").read_text())
+    # tiny.en's heads sit in decoder layers 1-3; this student keeps teacher layers 0 and 3 (student 0 and 1).
+    assert generation["alignment_heads"] == [[1, 0], [1, 1], [1, 2], [1, 3], [1, 4]]
+    preprocessor = json.loads((student_export / "preprocessor_config.json").read_text())
+    assert preprocessor["edge_askd_input"] == "unpadded" and preprocessor["feature_size"] == 80
+    assert json.loads((student_export / "config.json").read_text())["decoder_layers"] == 2
+    onnx_variants = [v for v in manifest["variants"] if v["format"] == "onnx" and v["valid"]]
+    assert {v["precision"] for v in onnx_variants} == {"fp32", "int8", "fp16"}
+    for variant in onnx_variants:
+        for role in ("encoder", "decoder"):
+            graph = onnx.load(str(student_export / variant["files"][role]), load_external_data=False)
+            props = {p.key: p.value for p in graph.metadata_props}
+            assert props["edge_askd_role"] == role and props["n_text_layer"] == "2" and props["n_mels"] == "80"
+            assert props["edge_askd_inputs"].split(",") == variant["io"][f"{role}_inputs"]
+            assert props["edge_askd_outputs"].split(",") == variant["io"][f"{role}_outputs"]
+            assert props["edge_askd_prompt"] == ",".join(map(str, manifest["tokenizer"]["prompt"]))
+            assert props["sot"] == str(manifest["tokenizer"]["sot"]) and props["eot"] == str(
+                manifest["tokenizer"]["eos"]
+            )
+            assert props["edge_askd_mel_input"] == "unpadded" and props["is_multilingual"] == "0"
+            assert props["edge_askd_cache_in_graph"] == str(int(variant["precision"] == "fp16"))
+        ops = variant["min_runtime"]["runtime_specific_ops"]
+        weight_only = (variant.get("quantization") or {}).get("encoder") == "weight_only"
+        assert ("com.microsoft.MatMulNBits" in ops) == weight_only, (variant["name"], ops)
+        if variant["precision"] == "fp32":
+            assert ops == []
+
+
+def test_alignment_heads_follow_the_student_layers_or_are_removed_with_a_note(tmp_path):
+    from edge_askd_export.hf_files import remap_alignment_heads, write_hf_files
+
+    heads = [[1, 0], [2, 0], [3, 2]]
+    assert remap_alignment_heads(heads, None) == heads
+    assert remap_alignment_heads(heads, [0, 3]) == [[1, 2]]
+    (tmp_path / "config.json").write_text(json.dumps({"edge_askd_layers": {"decoder": [0]}}))
+    (tmp_path / "generation_config.json").write_text(json.dumps({"alignment_heads": heads}))
+    out = tmp_path / "out"
+    out.mkdir()
+    mel = {"input": "unpadded", "tail_frames": 24, "min_frames": 300}
+    assert write_hf_files(tmp_path, out, mel) == ["config.json", "generation_config.json"]
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert "alignment_heads" not in generation and "[0]" in generation["edge_askd_alignment_heads_note"]
+
+
 def test_runtime_older_than_the_variant_needs_is_one_upgrade_line(student_export, tmp_path):
     manifest = _manifest(student_export)
     by_name = {v["name"]: v for v in manifest["variants"]}
