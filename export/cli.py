@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .targets import TARGETS
@@ -29,9 +30,15 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         default="edge-askd",
         help="edge-askd: the board variants, parity-gated (default); sherpa-onnx: encoder/decoder ONNX (fp32, int8) "
         "and tokens.txt in sherpa-onnx's Whisper layout, for sherpa_onnx.OfflineRecognizer.from_whisper "
-        "(not parity-gated; sherpa-onnx.json records the tail_paddings to pass)",
+        "(gated by running sherpa-onnx on the --clips; sherpa-onnx.json records the result and the tail_paddings)",
     )
     parser.add_argument("--out", required=True, type=Path, help="output directory (manifest.json + artifacts)")
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        default=None,
+        help="--format sherpa-onnx: an edge-askd export of the same checkpoint, whose runtime is compared too",
+    )
     parser.add_argument("--wer-budget", type=float, default=1.0, help="abs WER points a quantized file may lose")
     parser.add_argument("--clips", default=None, help="comma-separated real clips for the fp32 parity gate")
     parser.add_argument(
@@ -98,15 +105,29 @@ def run_sherpa_onnx_export(args: argparse.Namespace) -> int:
     from edge_askd.hf_transcriber import resolve_checkpoint
     from edge_askd_runtime.errors import EdgeAskdError
 
+    from .parity import DEFAULT_CLIPS
     from .sherpa_onnx_export import export_sherpa_onnx
 
     if args.vocab != "full":
         raise EdgeAskdError("edge-askd export --format sherpa-onnx: --vocab must be full (sherpa-onnx needs every id)")
-    path = export_sherpa_onnx(resolve_checkpoint(args.checkpoint), args.out)
+    clips = tuple(args.clips.split(",")) if args.clips else DEFAULT_CLIPS
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    path = export_sherpa_onnx(checkpoint, args.out, gate_clips=clips, runtime_export=args.compare_with)
     manifest = json.loads(path.read_text())
+    parity = manifest["parity"]
+    if not parity.get("variants"):
+        print(f"edge-askd: not parity-gated: {parity['reason']}", file=sys.stderr)
     for precision, files in manifest["variants"].items():
         size = sum(manifest["files"][name]["size"] for name in files.values()) / 1e6
-        print(f"sherpa-onnx-{precision:5s} {size:7.1f} MB  {files['encoder']}, {files['decoder']}")
+        gated = parity.get("variants", {}).get(precision)
+        verdict = (
+            f"  sherpa-onnx WER {gated['wer']:.2f} % (PyTorch {parity['pytorch_wer']:.2f} %), "
+            f"{gated['same_text_as_pytorch']}/{len(parity['clips'])} clips as PyTorch, "
+            f"{'passed' if gated['passed'] else 'FAILED: ' + gated['reason']}"
+            if gated
+            else ""
+        )
+        print(f"sherpa-onnx-{precision:5s} {size:7.1f} MB  {files['encoder']}, {files['decoder']}{verdict}")
     print(f"tail_paddings={manifest['mel']['tail_paddings']}  (pass it to OfflineRecognizer.from_whisper)")
     print(path)
     return 0

@@ -37,7 +37,7 @@ from torch import nn
 
 from edge_askd_runtime.errors import EdgeAskdError
 from edge_askd_runtime.features import N_FRAMES_30S
-from edge_askd_runtime.tokenizer import _unicode_to_byte
+from edge_askd_runtime.tokenizer import Detokenizer, _unicode_to_byte
 from edge_askd_runtime.transcriber import sha256_file
 from edge_askd_runtime.writers import atomic_write_text
 
@@ -45,6 +45,8 @@ from .graphs import DecoderStepGraph, EncoderGraph, GraphDims, _heads, _merge_he
 from .manifest import checkpoint_sha256, input_convention, min_frames, tail_frames, tool_versions
 from .model_metadata import add_metadata, whisper_metadata
 from .onnx_export import OPSET, PROMPT_EXAMPLE_TOKENS, _export, quantize_int8
+from .parity import DEFAULT_CLIPS
+from .sherpa_onnx_gate import SHERPA_PACKAGE, gate_sherpa_onnx, sherpa_available
 
 FORMAT = "sherpa-onnx"
 MANIFEST = "sherpa-onnx.json"
@@ -187,10 +189,19 @@ def tail_paddings(config: dict) -> int:
 
 
 def export_sherpa_onnx(
-    checkpoint: str | Path, out_dir: str | Path, precisions: tuple[str, ...] = PRECISIONS, threads: int = 1
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    precisions: tuple[str, ...] = PRECISIONS,
+    threads: int = 1,
+    gate_clips: tuple[str, ...] = DEFAULT_CLIPS,
+    runtime_export: Path | None = None,
 ) -> Path:
     """Write `checkpoint` (a HF Whisper checkpoint dir) to `out_dir` in sherpa-onnx's Whisper layout:
-    encoder.{precision}.onnx, decoder.{precision}.onnx, tokens.txt and sherpa-onnx.json; returns the latter."""
+    encoder.{precision}.onnx, decoder.{precision}.onnx, tokens.txt and sherpa-onnx.json; returns the latter.
+
+    Each precision is then gated by sherpa-onnx itself on `gate_clips` (sherpa_onnx_gate.py; against PyTorch and,
+    given `runtime_export`, edge-askd's runtime), with the result in sherpa-onnx.json; without the sherpa-onnx
+    package the gate is recorded as not run. Raises SherpaOnnxExportError when it ran and no precision passed."""
     checkpoint = Path(checkpoint).expanduser()
     for name, fix in (
         ("config.json", "pass a Hugging Face Whisper checkpoint directory"),
@@ -276,5 +287,17 @@ def export_sherpa_onnx(
         ],
         "tools": tool_versions(),
     }
+    if sherpa_available():
+        detok = Detokenizer.from_file(checkpoint / "tokenizer.json", first_special=generation["eos_token_id"])
+        parity = gate_sherpa_onnx(
+            out, variants, paddings, model, generation, detok, manifest["mel"], None, gate_clips, runtime_export
+        )
+    else:
+        parity = {"ran": False, "reason": f"{SHERPA_PACKAGE} is not installed: pip install 'edge-askd[sherpa]'"}
+    manifest["parity"] = parity
     # Written last and atomically: a sherpa-onnx.json means every file it lists is complete.
-    return atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    path = atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    failed = {p: row["reason"] for p, row in parity.get("variants", {}).items() if not row["passed"]}
+    if parity.get("variants") and len(failed) == len(parity["variants"]):
+        raise SherpaOnnxExportError(f"{path}: no precision passed sherpa-onnx's parity gate: {failed}")
+    return path

@@ -37,7 +37,9 @@ def _exports(checkpoint: Path, root: Path, target: str, precisions: tuple[str, .
 
     parity = ParityConfig(clips=("arctic_a0009",), wer_sets=())
     export_checkpoint(checkpoint, target, root / "edge-askd", ExportOptions(parity=parity))
-    export_sherpa_onnx(checkpoint, root / "sherpa-onnx", precisions)
+    export_sherpa_onnx(
+        checkpoint, root / "sherpa-onnx", precisions, gate_clips=CLIPS, runtime_export=root / "edge-askd"
+    )
     return root / "edge-askd", root / "sherpa-onnx"
 
 
@@ -104,6 +106,41 @@ def test_teacher_runs_in_sherpa_onnx_as_in_the_runtime(teacher_exports, real_cli
     # int8 (dynamic, as the board exports): one flipped token on tiny.en would be a regression worth seeing.
     for name, expected, got in _transcripts(edge, sherpa, "int8", real_clip):
         assert got == expected, f"{name} (int8)"
+
+
+def test_the_export_gates_every_precision_by_running_sherpa_onnx(teacher_exports, teacher_dir, tmp_path):
+    """sherpa-onnx.json holds sherpa-onnx's own verdict per precision (against PyTorch and edge-askd's runtime),
+    and a broken file (tokens.txt with shifted ids) fails that gate."""
+    import shutil
+
+    from edge_askd_export.graphs import load_model
+    from edge_askd_export.sherpa_onnx_gate import gate_sherpa_onnx
+    from edge_askd_runtime.tokenizer import Detokenizer
+
+    edge, sherpa = teacher_exports
+    manifest = json.loads((sherpa / "sherpa-onnx.json").read_text())
+    parity = manifest["parity"]
+    assert parity["clips"] == list(CLIPS) and parity["tool"] == f"sherpa-onnx {sherpa_onnx.__version__}"
+    assert parity["runtime_wer"] == parity["pytorch_wer"]  # edge-askd's fp32 runtime is PyTorch's tokens
+    for precision in ("fp32", "int8"):
+        row = parity["variants"][precision]
+        assert row["passed"] and row["same_text_as_runtime"] == len(CLIPS), (precision, row)
+        assert row["wer"] == parity["pytorch_wer"]
+
+    broken = tmp_path / "broken"
+    shutil.copytree(sherpa, broken)
+    rows = [line.split() for line in (broken / "tokens.txt").read_text().splitlines()]
+    shifted = [f"{token} {(int(index) + 1) % len(rows)}\n" for token, index in rows]
+    (broken / "tokens.txt").write_text("".join(shifted))
+    checkpoint = teacher_dir("tiny.en")
+    generation = json.loads((checkpoint / "generation_config.json").read_text())
+    detok = Detokenizer.from_file(checkpoint / "tokenizer.json", first_special=generation["eos_token_id"])
+    files = {"fp32": manifest["variants"]["fp32"]}
+    result = gate_sherpa_onnx(
+        broken, files, 3000, load_model(checkpoint), generation, detok, manifest["mel"], None, CLIPS[:1]
+    )
+    row = result["variants"]["fp32"]
+    assert not row["passed"] and row["reason"].startswith("WER ") and row["same_text_as_pytorch"] == 0
 
 
 def test_student_runs_in_sherpa_onnx_with_the_manifest_tail_paddings(student_exports, real_clip):
