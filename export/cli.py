@@ -10,7 +10,7 @@ from pathlib import Path
 from .targets import TARGETS
 
 PARITY_SETS = ("real-sets", "clips7")
-FORMATS = ("edge-askd", "sherpa-onnx")
+FORMATS = ("edge-askd", "sherpa-onnx", "optimum")
 
 
 def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -30,7 +30,9 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         default="edge-askd",
         help="edge-askd: the board variants, parity-gated (default); sherpa-onnx: encoder/decoder ONNX (fp32, int8) "
         "and tokens.txt in sherpa-onnx's Whisper layout, for sherpa_onnx.OfflineRecognizer.from_whisper "
-        "(gated by running sherpa-onnx on the --clips; sherpa-onnx.json records the result and the tail_paddings)",
+        "(gated by running sherpa-onnx on the --clips; sherpa-onnx.json records the result and the tail_paddings); "
+        "optimum: a teacher through optimum's own exporter (encoder_model.onnx, decoder_model_merged.onnx), gated by "
+        "loading it with optimum's ORTModelForSpeechSeq2Seq",
     )
     parser.add_argument("--out", required=True, type=Path, help="output directory (manifest.json + artifacts)")
     parser.add_argument(
@@ -79,10 +81,12 @@ def run_export(args: argparse.Namespace) -> int:
 
     if getattr(args, "format", "edge-askd") == "sherpa-onnx":
         return run_sherpa_onnx_export(args)
+    if getattr(args, "format", "edge-askd") == "optimum":
+        return run_optimum_export(args)
     if args.target is None:
         from edge_askd_runtime.errors import EdgeAskdError
 
-        raise EdgeAskdError("edge-askd export: --target is required (or pass --format sherpa-onnx)")
+        raise EdgeAskdError("edge-askd export: --target is required (or pass --format sherpa-onnx or optimum)")
     from .pipeline import ExportOptions, export_checkpoint, runs_in
 
     options = ExportOptions(parity=parity_config(args), onnx_int8_encoder=args.onnx_int8_encoder, vocab=args.vocab)
@@ -129,6 +133,25 @@ def run_sherpa_onnx_export(args: argparse.Namespace) -> int:
         )
         print(f"sherpa-onnx-{precision:5s} {size:7.1f} MB  {files['encoder']}, {files['decoder']}{verdict}")
     print(f"tail_paddings={manifest['mel']['tail_paddings']}  (pass it to OfflineRecognizer.from_whisper)")
+    print(path)
+    return 0
+
+
+def run_optimum_export(args: argparse.Namespace) -> int:
+    from edge_askd.hf_transcriber import resolve_checkpoint
+
+    from .optimum_export import export_optimum
+    from .parity import DEFAULT_CLIPS
+
+    clips = tuple(args.clips.split(",")) if args.clips else DEFAULT_CLIPS
+    path = export_optimum(resolve_checkpoint(args.checkpoint), args.out, gate_clips=clips)
+    manifest = json.loads(path.read_text())
+    parity = manifest["parity"]
+    size = sum(entry["size"] for entry in manifest["files"].values()) / 1e6
+    print(
+        f"optimum {size:7.1f} MB  loaded by {parity['loader']}: WER {parity['wer']:.2f} % (PyTorch "
+        f"{parity['pytorch_wer']:.2f} %), {parity['same_text_as_pytorch']}/{len(parity['clips'])} clips as PyTorch"
+    )
     print(path)
     return 0
 

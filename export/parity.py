@@ -287,3 +287,29 @@ def gate(result: ParityResult, precision: str, config: ParityConfig, fp32_wer: f
             )
     result.passed = not result.reason
     return result
+
+
+def settings_from_generation(generation: dict, prompt: list[int], max_target_positions: int) -> DecodeSettings:
+    """The runtime's decoding settings from a checkpoint's generation_config.json (as an edge-askd manifest holds
+    them), for gates of exports that have no edge-askd manifest (sherpa-onnx, optimum)."""
+    return DecodeSettings(
+        prompt=tuple(prompt),
+        eos=generation["eos_token_id"],
+        suppress_tokens=tuple(generation.get("suppress_tokens") or ()),
+        begin_suppress_tokens=tuple(generation.get("begin_suppress_tokens") or ()),
+        max_target_positions=max_target_positions,
+    )
+
+
+def text_gate(references: list[str], pytorch: list[str], texts: list[str], budget: float) -> dict:
+    """Another runtime's transcripts against PyTorch's on the same clips: WER within `budget` absolute points of
+    PyTorch's, with the count of clips whose normalised text is PyTorch's."""
+    pytorch_wer, score = 100.0 * wer(references, pytorch), 100.0 * wer(references, texts)
+    passed = score <= pytorch_wer + budget
+    return {
+        "wer": round(score, 2),
+        "pytorch_wer": round(pytorch_wer, 2),
+        "same_text_as_pytorch": sum(normalise(a) == normalise(b) for a, b in zip(texts, pytorch, strict=True)),
+        "passed": passed,
+        "reason": "" if passed else f"WER {score:.2f} > PyTorch {pytorch_wer:.2f} + budget {budget:.2f}",
+    }

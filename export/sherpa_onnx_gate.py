@@ -14,12 +14,11 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from edge_askd_runtime.decoding import DecodeSettings
 from edge_askd_runtime.features import SAMPLE_RATE
 from edge_askd_runtime.scoring import normalise, wer
 from edge_askd_runtime.transcriber import model_mel
 
-from .parity import DEFAULT_CLIPS, ParityConfig, build_references
+from .parity import DEFAULT_CLIPS, ParityConfig, build_references, settings_from_generation, text_gate
 
 SHERPA_PACKAGE = "sherpa-onnx"
 
@@ -68,13 +67,7 @@ def gate_sherpa_onnx(
 
     parity = parity or ParityConfig()
     clips = _load_clips(clip_names)
-    settings = DecodeSettings(
-        prompt=tuple(_prompt(generation)),
-        eos=generation["eos_token_id"],
-        suppress_tokens=tuple(generation.get("suppress_tokens") or ()),
-        begin_suppress_tokens=tuple(generation.get("begin_suppress_tokens") or ()),
-        max_target_positions=model.config.max_target_positions,
-    )
+    settings = settings_from_generation(generation, _prompt(generation), model.config.max_target_positions)
     padded = mel["input"] == "padded_30s"
     refs = build_references(
         model,
@@ -105,16 +98,8 @@ def gate_sherpa_onnx(
     for precision, files in variants.items():
         recognizer = _recognizer(out, files, tail_paddings, threads)
         texts = [sherpa_transcribe(recognizer, clip.audio) for clip in clips]
-        score = 100.0 * wer(references, texts)
-        passed = score <= result["pytorch_wer"] + parity.wer_budget
-        row = {
-            "wer": round(score, 2),
-            "same_text_as_pytorch": sum(normalise(a) == normalise(b) for a, b in zip(texts, pytorch, strict=True)),
-            "passed": passed,
-            "reason": ""
-            if passed
-            else f"WER {score:.2f} > PyTorch {result['pytorch_wer']:.2f} + budget {parity.wer_budget:.2f}",
-        }
+        row = text_gate(references, pytorch, texts, parity.wer_budget)
+        del row["pytorch_wer"]  # one value for every precision, above
         if runtime is not None:
             row["same_text_as_runtime"] = sum(normalise(a) == normalise(b) for a, b in zip(texts, runtime, strict=True))
         result["variants"][precision] = row
