@@ -78,20 +78,25 @@ def _sherpa(export: Path, precision: str):
     )
 
 
-def _decode(recognizer, audio) -> str:
+def _decode(recognizer, audio) -> tuple[str, list[str]]:
     stream = recognizer.create_stream()
     stream.accept_waveform(16000, audio)
     recognizer.decode_stream(stream)
-    return stream.result.text.strip()
+    return stream.result.text.strip(), list(stream.result.tokens)
 
 
 def _transcripts(edge: Path, sherpa: Path, precision: str, real_clip) -> list[tuple[str, str, str]]:
+    """(clip, edge-askd's text, sherpa-onnx's text) per clip, after checking that sherpa-onnx's greedy tokens (it
+    exposes each as its tokens.txt string) are edge-askd's, one for one."""
     runtime = Transcriber(edge, backend="onnxruntime", precision="fp32", threads=1)
     recognizer = _sherpa(sherpa, precision)
     rows = []
     for name in CLIPS:
         audio = load_audio(real_clip(name))
-        rows.append((name, runtime.transcribe(audio).text.strip(), _decode(recognizer, audio)))
+        ours = runtime.transcribe(audio)
+        text, tokens = _decode(recognizer, audio)
+        assert tokens == [runtime.detokenizer.decode([t]) for t in ours.tokens], (name, precision)
+        rows.append((name, ours.text.strip(), text))
     return rows
 
 
