@@ -245,7 +245,8 @@ def export_sherpa_onnx(
             files = fp32
         else:  # the export pipeline's dynamic int8 (float convs, tied int8 projection); metadata re-added below
             files = {role: quantize_int8(src, out / f"{role}.int8.onnx") for role, src in fp32.items()}
-        add_metadata(files["encoder"], metadata)
+        for role, path in files.items():  # sherpa-onnx reads the encoder's; the decoder describes itself too
+            add_metadata(path, {**metadata, "edge_askd_role": role})
         variants[precision] = {role: path.name for role, path in files.items()}
     if "fp32" not in precisions:
         for path in fp32.values():

@@ -118,12 +118,18 @@ def test_the_export_gates_every_precision_by_running_sherpa_onnx(teacher_exports
     and a broken file (tokens.txt with shifted ids) fails that gate."""
     import shutil
 
+    import onnx
+
     from edge_askd_export.graphs import load_model
     from edge_askd_export.sherpa_onnx_gate import gate_sherpa_onnx
     from edge_askd_runtime.tokenizer import Detokenizer
 
     edge, sherpa = teacher_exports
     manifest = json.loads((sherpa / "sherpa-onnx.json").read_text())
+    for role in ("encoder", "decoder"):  # both files describe the model, in sherpa-onnx's keys
+        graph = onnx.load(str(sherpa / manifest["variants"]["int8"][role]), load_external_data=False)
+        props = {p.key: p.value for p in graph.metadata_props}
+        assert props["edge_askd_role"] == role and props["n_text_layer"] == "4" and props["sot_sequence"] == "50257"
     parity = manifest["parity"]
     assert parity["clips"] == list(CLIPS) and parity["tool"] == f"sherpa-onnx {sherpa_onnx.__version__}"
     assert parity["runtime_wer"] == parity["pytorch_wer"]  # edge-askd's fp32 runtime is PyTorch's tokens
