@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edge_askd_runtime.atomic import atomic_write_json
 from edge_askd_runtime.errors import EdgeAskdError
 from edge_askd_runtime.paths import cache_root
 
@@ -51,9 +52,7 @@ def write_device_default(row: dict, path: Path | None = None) -> Path:
             "precision": precision,
             "device": device or row.get("device"),
         }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(default, indent=2))
-    tmp.replace(path)
+    atomic_write_json(path, default)
     return path
 
 

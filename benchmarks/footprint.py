@@ -196,7 +196,7 @@ def run(
         "skipped": skipped,
     }
     if json_out is not None:
-        from edge_askd_runtime.writers import atomic_write_text
+        from edge_askd_runtime.atomic import atomic_write_text
 
         json_out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(json_out, json.dumps(result, indent=2, ensure_ascii=False) + "\n")

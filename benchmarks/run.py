@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edge_askd_runtime.atomic import atomic_write_json
 from edge_askd_runtime.audio import SAMPLE_RATE, load_audio
 from edge_askd_runtime.scoring import wer
 
@@ -151,7 +149,4 @@ def run_benchmark(config: BenchConfig, progress=print) -> dict:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        json.dump(data, f, indent=2)
-    os.replace(f.name, path)
+    atomic_write_json(path, data)

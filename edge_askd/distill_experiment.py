@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_askd_runtime.atomic import atomic_write_text
+
 REPO = Path(__file__).resolve().parent.parent
 METHODS = ("static_kd", "askd", "askd_decay", "ce")  # longest first, so two workers finish together
 METHOD_LABELS = {
@@ -73,10 +75,7 @@ def _absolute_rows(manifest: Path) -> list[dict]:
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def build_data(root: Path, synth_train: int, synth_dev: int, eval_clips: int, seed: int = 0) -> dict[str, Path]:

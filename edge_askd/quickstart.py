@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import platform
 import shlex
 import shutil
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from edge_askd_runtime.atomic import atomic_write_json
 from edge_askd_runtime.errors import EdgeAskdError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,10 +109,7 @@ def detect_target() -> str:
 
 
 def _atomic_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_json(path, data, default=str)
 
 
 @dataclass

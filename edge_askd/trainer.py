@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_askd_runtime.atomic import atomic_path, atomic_write_text
 from edge_askd_runtime.errors import EdgeAskdError
 
 from .distill_config import DistillConfig, add_distill_parser, load_config
@@ -80,15 +81,6 @@ class StudentForward(nn.Module):
 
 
 # --- helpers --------------------------------------------------------------------------------------------------
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _rng_state() -> dict:
@@ -231,20 +223,17 @@ class TeacherCache:
         return cls(entries, k, temperature, hidden_layers)
 
     def save(self, path: Path, key: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        torch.save(
-            {
-                "key": key,
-                "k": self.k,
-                "temperature": self.temperature,
-                "hidden_layers": self.hidden_layers,
-                "entries": self.entries,
-            },
-            tmp,
-        )
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(
+                {
+                    "key": key,
+                    "k": self.k,
+                    "temperature": self.temperature,
+                    "hidden_layers": self.hidden_layers,
+                    "entries": self.entries,
+                },
+                tmp,
+            )
 
     @classmethod
     def load(cls, path: Path, key: str) -> TeacherCache | None:
@@ -530,7 +519,7 @@ class Trainer:
             fields = LOG_FIELDS if name == "train_log.csv" else EVAL_FIELDS
             keep = [r for r in rows if int(r["step"]) <= self.step]
             lines = [",".join(fields)] + [",".join(r[k] for k in fields) for r in keep]
-            _atomic_write_text(path, "\n".join(lines) + "\n")
+            atomic_write_text(path, "\n".join(lines) + "\n")
             if name == "eval_log.csv":
                 self.eval_rows = [{k: _numeric(k, v) for k, v in r.items() if v != ""} for r in keep]
 
@@ -708,7 +697,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.resume()  # refuses a different config before anything in the run directory is overwritten
         if self.is_main:
-            _atomic_write_text(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+            atomic_write_text(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2))
         writer = None
         if self.is_main:
             try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge_askd_runtime.writers import atomic_write_text
+from edge_askd_runtime.atomic import atomic_write_text
 
 HF_FILES = ("config.json", "generation_config.json", "preprocessor_config.json")
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 
 from edge_askd.student import INPUT_KEY, MIN_KEY, TAIL_KEY
+from edge_askd_runtime.atomic import atomic_write_json
 from edge_askd_runtime.features import HOP_LENGTH, N_FFT, SAMPLE_RATE
 from edge_askd_runtime.transcriber import MANIFEST, MANIFEST_VERSION, sha256_file
 from edge_askd_runtime.versions import MATMUL_NBITS_ORT, RUNTIME_FLOORS, installed_versions
@@ -151,15 +150,4 @@ def min_runtime(fmt: str, out_dir: Path, files: dict) -> dict:
 
 
 def write_manifest(manifest: dict, out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / MANIFEST
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".json", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write_json(out_dir / MANIFEST, manifest)

@@ -27,9 +27,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edge_askd_runtime.atomic import atomic_write_text
 from edge_askd_runtime.errors import EdgeAskdError
 from edge_askd_runtime.transcriber import sha256_file
-from edge_askd_runtime.writers import atomic_write_text
 
 from .manifest import checkpoint_sha256, input_convention, tool_versions
 from .parity import DEFAULT_CLIPS, ParityConfig

@@ -35,11 +35,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edge_askd_runtime.atomic import atomic_write_text
 from edge_askd_runtime.errors import EdgeAskdError
 from edge_askd_runtime.features import N_FRAMES_30S
 from edge_askd_runtime.tokenizer import Detokenizer, _unicode_to_byte
 from edge_askd_runtime.transcriber import sha256_file
-from edge_askd_runtime.writers import atomic_write_text
 
 from .graphs import DecoderStepGraph, EncoderGraph, GraphDims, _heads, _merge_heads, load_model, write_slots
 from .manifest import checkpoint_sha256, input_convention, min_frames, tail_frames, tool_versions

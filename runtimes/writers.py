@@ -1,7 +1,7 @@
 """Transcript files: plain text, JSON, SubRip (.srt) and WebVTT (.vtt), each written atomically.
 
 A reader (a subtitle player, a sync tool) never sees a half-written file: each file is written to a temporary
-name in the same directory, fsynced, then renamed over the target with `os.replace`.
+name in the same directory, fsynced, then renamed over the target (`atomic.atomic_write_text`).
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
+from .atomic import atomic_write_text
 from .errors import EdgeAskdError
 from .results import Segment, Transcription
 
@@ -31,25 +31,6 @@ def parse_formats(spec: str) -> list[str]:
             "a comma list of them, or all"
         )
     return [name for name in FORMATS if name in names]
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write `text` (UTF-8) to `path` so that `path` holds either its old content or all of the new one."""
-    target = Path(path)
-    # O_EXCL on a random name in the target's directory: the rename stays on one filesystem (atomic), and the
-    # mode follows the umask like any new file (mkstemp would force 0600).
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
 
 
 def _timestamp(seconds: float, separator: str) -> str:

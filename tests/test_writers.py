@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from edge_askd.real_clips import REAL_CLIPS
@@ -143,3 +144,40 @@ def test_cli_writes_every_format_and_survives_a_bad_file(real_clip, tmp_path):
         assert cue_text == text
     row = json.loads((out / "jfk.json").read_text())
     assert row["text"] == text and row["segments"][0]["tokens"] == row["tokens"]
+
+
+def test_atomic_writes_use_unique_temporaries_and_keep_the_old_file_on_failure(tmp_path):
+    """The one atomic-write helper: concurrent writers never share a temporary, the temporary keeps the target's
+    suffix (soundfile picks the format from it), a failed write leaves the old content and no temporary."""
+    import threading
+
+    import soundfile as sf
+
+    from edge_askd_runtime.atomic import atomic_path, atomic_write_json, atomic_write_text
+
+    target = tmp_path / "out.json"
+    atomic_write_json(target, {"old": True})
+    seen: list[str] = []
+
+    def write(i: int) -> None:
+        with atomic_path(target) as tmp:
+            seen.append(tmp.name)
+            tmp.write_text(f'{{"writer": {i}}}\n')
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(seen)) == 8 and all(name.endswith(".tmp.json") for name in seen)
+    assert json.loads(target.read_text())["writer"] in range(8)
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
+    assert json.loads(target.read_text())["writer"] in range(8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    wav = tmp_path / "a.wav"
+    with atomic_path(wav) as tmp:
+        sf.write(str(tmp), np.zeros(160, np.float32), 16000, subtype="PCM_16")
+    assert sf.info(str(wav)).frames == 160
+    assert atomic_write_text(tmp_path / "deep" / "x.txt", "é\n").read_text(encoding="utf-8") == "é\n"

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edge_askd_runtime.atomic import atomic_write_text
 from edge_askd_runtime.errors import EdgeAskdError
 
 REQUIRED = ("audio", "text", "duration", "language", "source", "split")
@@ -97,23 +97,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestEntry]:
 
 def write_manifest(path: str | os.PathLike[str], entries: Iterable[ManifestEntry]) -> Path:
     """Write atomically: a crash leaves either the old manifest or the complete new one, never half of one."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for entry in entries:
-                f.write(entry.to_json() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; a manifest is as readable as any file written
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return atomic_write_text(path, "".join(entry.to_json() + "\n" for entry in entries))
 
 
 @dataclass(frozen=True)

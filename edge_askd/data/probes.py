@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_askd_runtime.atomic import atomic_path
 from edge_askd_runtime.audio import SAMPLE_RATE, load_audio
 from edge_askd_runtime.paths import cache_root
 
@@ -77,10 +78,8 @@ def build_probes(out_dir: Path | None = None, seed: int = 0, speech_clip: str = 
     entries = []
     for name, (audio, text) in probe_signals(seed, speech).items():
         wav = out_dir / "audio" / f"{name}.wav"
-        wav.parent.mkdir(parents=True, exist_ok=True)
-        tmp = wav.with_name(f".{wav.name}.tmp.wav")
-        sf.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16")
-        tmp.replace(wav)
+        with atomic_path(wav) as tmp:
+            sf.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16")
         entries.append(
             ManifestEntry(f"audio/{wav.name}", text, round(len(audio) / SAMPLE_RATE, 3), "en", "probe", "probe")
         )

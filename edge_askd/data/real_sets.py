@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_askd_runtime.atomic import atomic_path
 from edge_askd_runtime.audio import SAMPLE_RATE
 from edge_askd_runtime.errors import EdgeAskdError
 from edge_askd_runtime.paths import cache_root
@@ -282,10 +283,8 @@ class _ArchiveReader:
 def _write_wav16(path: Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> float:
     import soundfile as sf
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.wav")
-    sf.write(str(tmp), audio, rate, subtype="PCM_16")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), audio, rate, subtype="PCM_16")
     return len(audio) / rate
 
 

@@ -11,7 +11,6 @@ by skipping finished files, and 1 or 2 processes give the same corpus.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_askd_runtime.atomic import atomic_path
 from edge_askd_runtime.audio import SAMPLE_RATE
 from edge_askd_runtime.errors import EdgeAskdError
 
@@ -230,10 +230,8 @@ def render(job: SynthJob, out: Path) -> float:
     audio = resample(to_mono(audio), int(rate), SAMPLE_RATE)
     peak = float(np.max(np.abs(audio))) or 1.0
     audio = audio / peak * 0.9 * 10 ** (job.params["gain_db"] / 20)  # engines differ wildly in level
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(f".{out.name}.tmp.wav")
-    sf.write(str(tmp_out), audio, SAMPLE_RATE, subtype="PCM_16")
-    os.replace(tmp_out, out)
+    with atomic_path(out) as tmp_out:
+        sf.write(str(tmp_out), audio, SAMPLE_RATE, subtype="PCM_16")
     return len(audio) / SAMPLE_RATE
 
 

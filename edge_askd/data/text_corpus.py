@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_askd_runtime.atomic import atomic_write_json
 from edge_askd_runtime.errors import EdgeAskdError
 
 WORDNET_DIR = Path("/usr/share/wordnet")
@@ -193,8 +194,6 @@ def cached_corpus(config: CorpusConfig | None = None, exclude: Iterable[str] = (
     sentences with Whisper's normaliser takes ~20 s, too long to repeat for every synth run."""
     import hashlib
     import json
-    import os
-    import tempfile
 
     from edge_askd_runtime.paths import cache_root
     from edge_askd_runtime.scoring import NORMALISER_VERSION
@@ -209,9 +208,5 @@ def cached_corpus(config: CorpusConfig | None = None, exclude: Iterable[str] = (
         if isinstance(data, dict) and data.get("format") == _CACHE_FORMAT:
             return data["sentences"], data["keys"]
     sentences, keys = build_sentences(cfg, exclude)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"format": _CACHE_FORMAT, "sentences": sentences, "keys": keys}, f)
-    os.replace(tmp, path)
+    atomic_write_json(path, {"format": _CACHE_FORMAT, "sentences": sentences, "keys": keys}, indent=None)
     return sentences, keys
