@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
 
-    from edge_askd.cli import load_transcriber
+    from edge_askd.load import load_transcriber
     from edge_askd.real_clips import REAL_CLIPS, fetch_clip
     from edge_askd_export.parity import DEFAULT_CLIPS
     from edge_askd_runtime.audio import load_audio

@@ -273,9 +273,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return cfg
 
 
-def add_distill_parser(subparsers) -> argparse.ArgumentParser:
-    """`edge-askd distill --config CFG [--set key=value ...]`. Importing this module does not import torch, so
-    the CLI's --help stays light; the handler imports the trainer when it runs."""
+def add_distill_parser(subparsers, run) -> argparse.ArgumentParser:
+    """`edge-askd distill --config CFG [--set key=value ...]`, handled by `run(args)`. Importing this module does
+    not import torch, so the CLI's --help stays light; the caller passes the trainer's entry (edge_askd.cli a lazy
+    one), so this module imports nothing that imports it back."""
     p = subparsers.add_parser(
         "distill",
         help="distil a Whisper teacher into a small student (ASKD, static KD, CE baselines)",
@@ -291,11 +292,5 @@ def add_distill_parser(subparsers) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override one config key, e.g. --set max_steps=200 --set method=static_kd",
     )
-    p.set_defaults(func=_run_distill)
+    p.set_defaults(func=run)
     return p
-
-
-def _run_distill(args: argparse.Namespace) -> int:
-    from .trainer import run_distill
-
-    return run_distill(args)

@@ -784,7 +784,7 @@ def run_distill(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="edge-askd")
-    add_distill_parser(parser.add_subparsers(dest="command", required=True))
+    add_distill_parser(parser.add_subparsers(dest="command", required=True), run_distill)
     args = parser.parse_args(["distill", *(argv if argv is not None else sys.argv[1:])])
     try:
         return args.func(args)

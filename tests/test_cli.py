@@ -53,7 +53,7 @@ def test_errors_are_one_line(args, message):
 
 
 def test_the_autotuned_default_brings_its_backend_precision_and_threads(teacher_export, tmp_path, monkeypatch):
-    from edge_askd.cli import load_transcriber
+    from edge_askd.load import load_transcriber
 
     monkeypatch.setenv("EDGE_ASKD_CACHE", str(tmp_path))
     default = {"model": str(teacher_export), "backend": "onnxruntime", "precision": "fp32", "threads": 1}

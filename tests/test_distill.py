@@ -132,7 +132,7 @@ def test_cli_parser_reports_config_errors_on_one_line(tmp_path, capsys):
 def test_parser_module_does_not_import_torch():
     code = (
         "import sys, argparse, edge_askd.distill_config as d; "
-        "d.add_distill_parser(argparse.ArgumentParser().add_subparsers()); print('torch' in sys.modules)"
+        "d.add_distill_parser(argparse.ArgumentParser().add_subparsers(), print); print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -508,7 +508,7 @@ def test_unknown_target_is_one_line():
 
 
 def test_export_parser_wiring(tmp_path):
-    from edge_askd_export import add_export_parser
+    from edge_askd_export.cli import add_export_parser
 
     parser = argparse.ArgumentParser(prog="edge-askd")
     add_export_parser(parser.add_subparsers(dest="command"))

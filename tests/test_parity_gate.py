@@ -88,8 +88,7 @@ def test_subsets_are_evenly_spaced_and_sets_are_checked():
 
 
 def test_cli_parity_flags():
-    from edge_askd_export import add_export_parser
-    from edge_askd_export.cli import parity_config
+    from edge_askd_export.cli import add_export_parser, parity_config
 
     parser = argparse.ArgumentParser(prog="edge-askd")
     add_export_parser(parser.add_subparsers(dest="command"))
