@@ -694,7 +694,8 @@ class Trainer:
 
     def train(self) -> Path:
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.is_main:  # every file of a run is rank 0's; the other ranks only read its checkpoints
+            self.out.mkdir(parents=True, exist_ok=True)
         self.resume()  # refuses a different config before anything in the run directory is overwritten
         if self.is_main:
             atomic_write_text(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2))
