@@ -29,7 +29,7 @@ CE_ON = ("all", "real")
 @dataclass
 class DistillConfig:
     # model
-    student: str = "base-dyn"  # preset name (student.PRESETS) or TEACHER:ENC:DEC
+    student: str = "base-dyn"  # preset name (student.STUDENT_PRESETS) or TEACHER:ENC:DEC
     # Encoder frames of silence after the audio (runtime features.with_tail), stored in the student's config.json
     # and the export manifest; chosen by measurement (docs/tail-margin/README.md).
     tail_frames: int = DEFAULT_TAIL_FRAMES

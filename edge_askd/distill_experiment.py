@@ -28,7 +28,7 @@ from pathlib import Path
 from edge_askd_runtime.atomic import atomic_write_text
 
 REPO = Path(__file__).resolve().parent.parent
-METHODS = ("static_kd", "askd", "askd_decay", "ce")  # longest first, so two workers finish together
+RUN_ORDER = ("static_kd", "askd", "askd_decay", "ce")  # longest first, so two workers finish together
 METHOD_LABELS = {
     "ce": "CE only (fine-tuning)",
     "static_kd": "static KD (Distil-Whisper)",
@@ -53,7 +53,7 @@ class ExperimentPreset:
     config: str = "askd-base-e6d2.toml"  # the recipe under configs/
 
 
-PRESETS = {
+EXPERIMENT_PRESETS = {
     # The dynamic-context students (full-depth teacher copies): the defaults. CPU-sized, two runs side by side.
     "tiny.en-dyn": ExperimentPreset(
         "tiny.en-dyn", "tiny.en", 60, 8, 1e-5, 5, 0.9, 1500, 80, 20, 40, "askd-tiny.en-dyn.toml"
@@ -269,16 +269,16 @@ def write_results(out: Path, rows: list[dict]) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny.en-dyn")
+    ap.add_argument("--preset", choices=sorted(EXPERIMENT_PRESETS), default="tiny.en-dyn")
     ap.add_argument("--out", type=Path, default=Path("runs/exp-base"))
     ap.add_argument("--docs", type=Path, default=None, help="copy the table and plots here (e.g. docs/askd-experiment)")
     ap.add_argument("--steps", type=int, default=None, help="override the preset's step budget")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(RUN_ORDER))
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel (one thread each when > 1)")
     ap.add_argument("--config", type=Path, default=None, help="recipe TOML (default: the preset's, under configs/)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra key=value for every run")
     args = ap.parse_args(argv)
-    preset = PRESETS[args.preset]
+    preset = EXPERIMENT_PRESETS[args.preset]
     if args.steps:
         preset = ExperimentPreset(**{**preset.__dict__, "steps": args.steps, "eval_every": max(args.steps // 3, 1)})
     methods = args.methods.split(",")
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     sets["parity-7"] = write_clips_manifest(out / "data" / "parity-7.jsonl", DEFAULT_CLIPS)
     score_threads = max(os.cpu_count() or 1, 1)
     rows = []
-    for m in METHODS:
+    for m in RUN_ORDER:
         if m not in methods:
             continue
         log = _read_csv(out / m / "train_log.csv")

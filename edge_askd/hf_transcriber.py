@@ -59,11 +59,9 @@ class HFTranscriber:
 
     def prompt_ids(self) -> list[int]:
         """The decoder prompt greedy decoding starts from, as faster-whisper builds it."""
-        gen = self.model.generation_config
-        ids = [gen.decoder_start_token_id]
-        if self.language:
-            ids += [gen.lang_to_id[f"<|{self.language}|>"], gen.task_to_id["transcribe"]]
-        return ids + [gen.no_timestamps_token_id]
+        from .student import prompt_ids
+
+        return prompt_ids(self.model.generation_config, self.language)
 
     def stream(self, config: StreamConfig | None = None) -> TranscriptionStream:
         """A push-audio stream over this model, as `Transcriber.stream` (edge_askd_runtime.stream)."""

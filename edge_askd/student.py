@@ -33,7 +33,7 @@ class StudentPreset:
     note: str = ""
 
 
-PRESETS: dict[str, StudentPreset] = {
+STUDENT_PRESETS: dict[str, StudentPreset] = {
     # Full-depth copies on the unpadded mel (the default): all of the speed-up from dropping the 30 s window,
     # none of the accuracy lost by cutting layers; they start as the teacher and only have to learn the context.
     "base-dyn": StudentPreset("base", 6, 6, "the base teacher on the unpadded mel (default)"),
@@ -54,12 +54,14 @@ PRESETS: dict[str, StudentPreset] = {
 
 def resolve_preset(name: str) -> StudentPreset:
     """A preset name, or `TEACHER:ENC:DEC` (e.g. `tiny.en:3:1`) for any other depth."""
-    if name in PRESETS:
-        return PRESETS[name]
+    if name in STUDENT_PRESETS:
+        return STUDENT_PRESETS[name]
     parts = name.split(":")
     if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
         return StudentPreset(parts[0].removeprefix("teacher:"), int(parts[1]), int(parts[2]))
-    raise EdgeAskdError(f"unknown student {name!r}; use one of {', '.join(PRESETS)} or TEACHER:ENC:DEC (tiny.en:2:1)")
+    raise EdgeAskdError(
+        f"unknown student {name!r}; use one of {', '.join(STUDENT_PRESETS)} or TEACHER:ENC:DEC (tiny.en:2:1)"
+    )
 
 
 def spaced_layers(teacher_layers: int, student_layers: int) -> list[int]:

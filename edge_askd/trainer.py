@@ -387,10 +387,10 @@ class Trainer:
         del teacher
         self.teacher_autocast = self._teacher_precision()
 
-        self.forward = StudentForward(self.student)
+        self.student_forward = StudentForward(self.student)
         if self.world > 1:
-            self.forward = nn.parallel.DistributedDataParallel(
-                self.forward, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            self.student_forward = nn.parallel.DistributedDataParallel(
+                self.student_forward, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         params = [p for p in self.student.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
@@ -541,10 +541,10 @@ class Trainer:
             batch = self._move(collate([self.train_set.example(i, epoch) for i in indices], self.pad_id))
             audio_seconds += float(batch["audio_seconds"].sum())
             last = micro == cfg.grad_accum - 1
-            sync = nullcontext() if (last or self.world == 1) else self.forward.no_sync()
+            sync = nullcontext() if (last or self.world == 1) else self.student_forward.no_sync()
             with sync:
                 with self.autocast():
-                    logits, hidden = self.forward(batch["student_mel"], batch["frames"], batch["dec_in"])
+                    logits, hidden = self.student_forward(batch["student_mel"], batch["frames"], batch["dec_in"])
                 ce_mask = batch["mask"]
                 if cfg.ce_on == "real":
                     ce_mask = ce_mask * batch["real"][:, None].to(ce_mask.dtype)

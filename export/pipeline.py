@@ -8,10 +8,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
+from edge_askd.student import prompt_ids
 from edge_askd_runtime.backends import load_backend
 from edge_askd_runtime.errors import EdgeAskdError, ModelError
 from edge_askd_runtime.features import SAMPLE_RATE
@@ -78,11 +80,8 @@ class ExportOptions:
 
 
 def _prompt(generation: dict) -> list[int]:
-    """faster-whisper's prompt: <|sot|> [<|en|> <|transcribe|>] <|notimestamps|>."""
-    ids = [generation["decoder_start_token_id"]]
-    if generation.get("is_multilingual"):
-        ids += [generation["lang_to_id"]["<|en|>"], generation["task_to_id"]["transcribe"]]
-    return ids + [generation["no_timestamps_token_id"]]
+    """faster-whisper's prompt (edge_askd.student.prompt_ids) from generation_config.json's values."""
+    return prompt_ids(SimpleNamespace(**generation))
 
 
 def _io(dims: GraphDims, frames: str | int, dynamic_decoder: bool, cache_in_graph: bool = False) -> dict:

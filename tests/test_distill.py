@@ -238,7 +238,7 @@ def test_teacher_cache_matches_live_teacher(manifests, tmp_path):
     teacher, _ = load_teacher("tiny.en")
     with torch.no_grad():
         live_out = teacher_forced(teacher, batch["teacher_mel"], batch["dec_in"])
-        s_logits, s_hidden = trainer.forward(batch["student_mel"], batch["frames"], batch["dec_in"])
+        s_logits, s_hidden = trainer.student_forward(batch["student_mel"], batch["frames"], batch["dec_in"])
     cached = topk_kd_loss(s_logits, trainer.cache.topk(batch), batch["mask"])
     live = topk_kd_loss(s_logits, teacher_topk(live_out.logits, 16, 1.0), batch["mask"])
     assert torch.allclose(cached, live, rtol=1e-5), (cached, live)

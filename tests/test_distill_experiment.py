@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from edge_askd.distill_config import load_config
-from edge_askd.distill_experiment import METHODS, PRESETS, method_overrides, step_timing, write_results
+from edge_askd.distill_experiment import EXPERIMENT_PRESETS, RUN_ORDER, method_overrides, step_timing, write_results
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("preset_name", ["tiny.en-dyn", "base-dyn", "base"])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", RUN_ORDER)
 def test_every_method_gets_the_same_budget(method, preset_name, tmp_path):
-    preset = PRESETS[preset_name]
+    preset = EXPERIMENT_PRESETS[preset_name]
     data = {k: tmp_path / f"{k}.jsonl" for k in ("train", "dev_mixed", "probes")}
     cfg = load_config(REPO / "configs" / preset.config, method_overrides(method, preset, data, tmp_path, 1))
     assert cfg.method == method and cfg.student == preset.student

@@ -5,7 +5,7 @@ import torch
 
 from edge_askd.student import (
     INPUT_KEY,
-    PRESETS,
+    STUDENT_PRESETS,
     build_student,
     greedy_decode,
     load_teacher,
@@ -41,7 +41,7 @@ def test_presets_and_specs_resolve():
     assert resolve_preset("tiny.en:3:1").encoder_layers == 3
     with pytest.raises(EdgeAskdError, match="unknown student"):
         resolve_preset("huge-e9d9")
-    assert all(p.teacher in ("base", "tiny.en") for p in PRESETS.values())
+    assert all(p.teacher in ("base", "tiny.en") for p in STUDENT_PRESETS.values())
 
 
 def test_student_copies_teacher_layers_and_freezes_positions(teacher):
