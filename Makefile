@@ -50,7 +50,7 @@ demo: setup
 # The method comparison (CE / static KD / ASKD-decay / ASKD, same budget) on the default dynamic-context student
 # -> docs/askd-experiment-dyn/ (the shallow-decoder comparison of issue 4: --preset base -> docs/askd-experiment/).
 experiment: setup
-	$(BIN)/python -m edge_askd.distill_experiment --preset tiny.en-dyn --out runs/exp-tiny.en-dyn --docs docs/askd-experiment-dyn
+	$(BIN)/python -m edge_askd.distill.experiment --preset tiny.en-dyn --out runs/exp-tiny.en-dyn --docs docs/askd-experiment-dyn
 
 lint: setup
 	$(BIN)/ruff check .

@@ -36,8 +36,8 @@ def measure(
 ) -> list[dict]:
     import torch
 
+    from edge_askd.distill.student import MIN_KEY, TAIL_KEY, resolve_preset, save_student, student_from_preset
     from edge_askd.hf_transcriber import HFTranscriber
-    from edge_askd.student import MIN_KEY, TAIL_KEY, resolve_preset, save_student, student_from_preset
     from edge_askd_runtime.scoring import repeated_ngram_rate, wer
 
     torch.set_num_threads(threads)

@@ -281,9 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     from edge_askd_bench.cli import add_bench_parser
     from edge_askd_export.cli import add_export_parser
 
-    from .distill_config import add_distill_parser
+    from .distill.cli import add_distill_parser
 
-    add_distill_parser(sub, _cmd_distill)
+    add_distill_parser(sub)
     add_export_parser(sub)
     add_bench_parser(sub)
 
@@ -293,12 +293,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parser(sub)
     add_quickstart_parser(sub)
     return parser
-
-
-def _cmd_distill(args: argparse.Namespace) -> int:
-    from .trainer import run_distill  # torch: only when the command runs
-
-    return run_distill(args)
 
 
 def _quiet_libraries() -> None:

@@ -39,7 +39,7 @@ class HFTranscriber:
         import torch
         from transformers import AutoTokenizer, WhisperForConditionalGeneration
 
-        from .student import is_unpadded, min_frames, tail_frames
+        from .distill.student import is_unpadded, min_frames, tail_frames
 
         if threads:
             torch.set_num_threads(threads)
@@ -48,7 +48,7 @@ class HFTranscriber:
         self.model = WhisperForConditionalGeneration.from_pretrained(self.checkpoint, dtype=torch.float32).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(self.checkpoint)
         self.language = language if self.model.generation_config.is_multilingual else None
-        # Distilled students (edge_askd.student) take the unpadded mel through the length-aware encoder.
+        # Distilled students (edge_askd.distill.student) take the unpadded mel through the length-aware encoder.
         self.unpadded = is_unpadded(self.model.config)
         self.tail_frames = tail_frames(self.model.config)
         self.min_frames = min_frames(self.model.config)
@@ -59,7 +59,7 @@ class HFTranscriber:
 
     def prompt_ids(self) -> list[int]:
         """The decoder prompt greedy decoding starts from, as faster-whisper builds it."""
-        from .student import prompt_ids
+        from .distill.student import prompt_ids
 
         return prompt_ids(self.model.generation_config, self.language)
 
@@ -84,7 +84,7 @@ class HFTranscriber:
             mel = torch.from_numpy(mel)
             features_s += time.perf_counter() - f0
             if self.unpadded:
-                from .student import greedy_decode
+                from .distill.student import greedy_decode
 
                 ids = greedy_decode(self.model, mel, self.prompt_ids())
             else:

@@ -27,8 +27,10 @@ from pathlib import Path
 from edge_askd_runtime.atomic import atomic_write_json
 from edge_askd_runtime.errors import EdgeAskdError
 
+from .distill.config import RECIPES
+
 REPO = Path(__file__).resolve().parent.parent
-RECIPE = REPO / "configs" / "askd-base-dyn.toml"
+RECIPE = RECIPES / "askd-base-dyn.toml"
 METHOD_WORDS = {
     "askd": "ASKD (decaying teacher weight, then EMA self-distillation)",
     "askd_decay": "ASKD's decaying teacher weight alone (no self-distillation)",
@@ -175,7 +177,7 @@ class Pipeline:
 
 def stage_data(cfg: QuickstartConfig, stage_dir: Path) -> dict:
     from .data.manifest import manifest_hours, read_manifest
-    from .distill_experiment import build_data
+    from .distill.experiment import build_data
 
     data = build_data(stage_dir, cfg.synth_clips, cfg.synth_dev_clips, cfg.eval_clips, cfg.seed)
     sizes = {k: {"clips": len(read_manifest(p)), "hours": manifest_hours(read_manifest(p))} for k, p in data.items()}
@@ -211,8 +213,8 @@ def calibrate_steps(cfg: QuickstartConfig, manifests: dict, stage_dir: Path, log
     """Steps that fit the budget on this machine, from a throw-away run timed in both ASKD phases: with the
     teacher (lambda > 0, the first `decay_end` of training) and without it (self-KD only), which is 2-3x cheaper
     on CPU; timing only the first steps would leave a third of the budget unused."""
-    from .distill_config import load_config
-    from .trainer import Trainer
+    from .distill.config import load_config
+    from .distill.trainer import Trainer
 
     path = stage_dir / "calibration.json"
     if path.is_file():  # a resumed run must keep its step count, or its schedules would change
@@ -261,8 +263,8 @@ def calibrate_steps(cfg: QuickstartConfig, manifests: dict, stage_dir: Path, log
 
 
 def stage_distill(cfg: QuickstartConfig, manifests: dict, stage_dir: Path, log: Callable[[str], None]) -> dict:
-    from .distill_config import load_config
-    from .trainer import Trainer
+    from .distill.config import load_config
+    from .distill.trainer import Trainer
 
     calib = (
         {"sec_per_step": None, "steps": cfg.max_steps}
@@ -314,9 +316,9 @@ def stage_accuracy(cfg: QuickstartConfig, manifests: dict, student: str, stage_d
     tail margin) and its teacher on the 30 s window, on speech neither trained on."""
     from edge_askd_export.parity import DEFAULT_CLIPS
 
-    from .distill_experiment import score_model
+    from .distill.experiment import score_model
+    from .distill.student import resolve_preset
     from .real_clips import write_clips_manifest
-    from .student import resolve_preset
 
     parity = write_clips_manifest(stage_dir / "parity-7.jsonl", DEFAULT_CLIPS)
     sets = {name: Path(manifests[name]) for name in ACCURACY_SETS if name in manifests} | {"parity-7": parity}
@@ -461,7 +463,7 @@ def _variant_row(v: dict) -> str:
 
 def commands(cfg: QuickstartConfig, pipeline: Pipeline) -> list[str]:
     """The stand-alone commands equivalent to each stage (what a user re-runs or changes by hand)."""
-    from .distill_experiment import data_paths
+    from .distill.experiment import data_paths
 
     out = pipeline.root
     distill = pipeline.records.get("distill")
@@ -476,7 +478,7 @@ def commands(cfg: QuickstartConfig, pipeline: Pipeline) -> list[str]:
         f" && edge-askd data synth --count {cfg.synth_clips} --seed {cfg.seed} --out {data / 'synth-train'}",
         # Exactly the stage's overrides: a hand-written subset once left grad_accum, warm-up and EMA at the
         # recipe's values, a run 4x longer per step than the one reported.
-        f"edge-askd distill --config {RECIPE.relative_to(REPO)} "
+        f"edge-askd distill --config {RECIPE.stem} "
         + " ".join(
             f"--set {shlex.quote(o)}" for o in _distill_overrides(cfg, manifests, out / "distill" / "run", steps)
         ),
@@ -638,7 +640,7 @@ def add_quickstart_parser(sub) -> None:
     p.add_argument("--budget", type=float, default=d.budget_min, help="minutes of distillation (default %(default)s)")
     p.add_argument("--out", type=Path, default=d.out, help="working and report directory (default %(default)s)")
     p.add_argument("--fresh", action="store_true", help="delete --out first and start over")
-    p.add_argument("--student", default=d.student, help="student preset (edge_askd/student.py)")
+    p.add_argument("--student", default=d.student, help="student preset (edge_askd/distill/student.py)")
     p.add_argument(
         "--method",
         default=d.method,
@@ -653,7 +655,7 @@ def add_quickstart_parser(sub) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra distillation override (a key of edge_askd/distill_config.py), e.g. --set ce_weight=0",
+        help="extra distillation override (a key of edge_askd/distill/config.py), e.g. --set ce_weight=0",
     )
     p.add_argument("--synth-clips", type=int, default=d.synth_clips)
     p.add_argument("--peers", default=",".join(d.peers), help="comma-separated bench peers; '' for none")

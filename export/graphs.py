@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edge_askd.length_aware import encode
+from edge_askd.distill.length_aware import encode
 
 # Large negative rather than -inf: the current token is always attended, so no row is fully masked, and a finite
 # value keeps fp16 exports free of inf arithmetic.

@@ -11,7 +11,7 @@ import json
 import platform
 from pathlib import Path
 
-from edge_askd.student import INPUT_KEY, MIN_KEY, TAIL_KEY
+from edge_askd.distill.student import INPUT_KEY, MIN_KEY, TAIL_KEY
 from edge_askd_runtime.atomic import atomic_write_json
 from edge_askd_runtime.features import HOP_LENGTH, N_FFT, SAMPLE_RATE
 from edge_askd_runtime.transcriber import MANIFEST, MANIFEST_VERSION, sha256_file

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_askd.length_aware import decode_logits, encode
+from edge_askd.distill.length_aware import decode_logits, encode
 from edge_askd_runtime.decoding import (
     Backend,
     DecodeSettings,

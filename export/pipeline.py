@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from edge_askd.student import prompt_ids
+from edge_askd.distill.student import prompt_ids
 from edge_askd_runtime.backends import load_backend
 from edge_askd_runtime.errors import EdgeAskdError, ModelError
 from edge_askd_runtime.features import SAMPLE_RATE
@@ -80,7 +80,7 @@ class ExportOptions:
 
 
 def _prompt(generation: dict) -> list[int]:
-    """faster-whisper's prompt (edge_askd.student.prompt_ids) from generation_config.json's values."""
+    """faster-whisper's prompt (edge_askd.distill.student.prompt_ids) from generation_config.json's values."""
     return prompt_ids(SimpleNamespace(**generation))
 
 

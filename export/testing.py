@@ -1,6 +1,6 @@
 """A small real-weight student for tests and smoke runs: tiny.en with a subset of its decoder layers.
 
-Not a trained student (the distillation engineer's `edge_askd.student` builds those); it is a genuine HF
+Not a trained student (the distillation engineer's `edge_askd.distill.student` builds those); it is a genuine HF
 Whisper checkpoint with real weights, marked as taking the unpadded mel, which is all the export and runtime
 paths need to be exercised as they will be for a student.
 """

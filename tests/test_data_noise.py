@@ -9,8 +9,8 @@ import soundfile as sf
 from edge_askd.data import augment as A
 from edge_askd.data.manifest import ValidationConfig, validate_manifest
 from edge_askd.data.noise_bank import CATEGORIES, build_noise_bank, cut_pieces, noise_minutes
-from edge_askd.distill_config import DistillConfig
-from edge_askd.distill_data import Clip, ClipAugment, DistillDataset, TargetBuilder
+from edge_askd.distill.config import DistillConfig
+from edge_askd.distill.dataset import Clip, ClipAugment, DistillDataset, TargetBuilder
 from edge_askd_runtime.audio import load_audio
 from edge_askd_runtime.errors import EdgeAskdError
 from edge_askd_runtime.features import log_mel

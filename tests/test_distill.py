@@ -17,10 +17,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from edge_askd.distill_config import DistillConfig, load_config
-from edge_askd.distill_data import BatchStream, epoch_batches
-from edge_askd.length_aware import teacher_forced
-from edge_askd.losses import hidden_mse_loss, teacher_topk, topk_kd_loss
+from edge_askd.distill.config import DistillConfig, load_config
+from edge_askd.distill.dataset import BatchStream, epoch_batches
+from edge_askd.distill.length_aware import teacher_forced
+from edge_askd.distill.losses import hidden_mse_loss, teacher_topk, topk_kd_loss
 from edge_askd_runtime.errors import EdgeAskdError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,7 +119,7 @@ def test_toml_config_with_tables_and_overrides(tmp_path):
 
 
 def test_cli_parser_reports_config_errors_on_one_line(tmp_path, capsys):
-    from edge_askd.trainer import main
+    from edge_askd.distill.cli import main
 
     assert main(["--set", "max_steps=0", "--set", "train_manifest=x.jsonl"]) == 2
     assert capsys.readouterr().err.strip() == "edge-askd: error: defaults + --set: max_steps must be >= 1"
@@ -131,15 +131,15 @@ def test_cli_parser_reports_config_errors_on_one_line(tmp_path, capsys):
 
 def test_parser_module_does_not_import_torch():
     code = (
-        "import sys, argparse, edge_askd.distill_config as d; "
-        "d.add_distill_parser(argparse.ArgumentParser().add_subparsers(), print); print('torch' in sys.modules)"
+        "import sys, argparse, edge_askd.distill.cli as d; "
+        "d.add_distill_parser(argparse.ArgumentParser().add_subparsers()); print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
 def test_example_config_loads():
-    cfg = load_config(REPO / "configs" / "askd-base-e4d2.toml")
+    cfg = load_config("askd-base-e4d2")
     assert cfg.student == "base-e4d2" and cfg.method == "askd"
 
 
@@ -175,7 +175,7 @@ def test_batch_stream_resumes_at_the_same_batch_and_splits_ranks():
 
 
 def test_manifest_errors_name_the_file(manifests, tmp_path):
-    from edge_askd.distill_data import read_clips
+    from edge_askd.distill.dataset import read_clips
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"audio": "a.wav", "text": "x"}\n')
@@ -186,8 +186,8 @@ def test_manifest_errors_name_the_file(manifests, tmp_path):
 
 
 def test_training_runs_evaluates_and_saves_a_transcribable_student(manifests, tmp_path, real_clip):
+    from edge_askd.distill.trainer import Trainer
     from edge_askd.hf_transcriber import HFTranscriber
-    from edge_askd.trainer import Trainer
 
     cfg = _cfg(
         manifests,
@@ -216,9 +216,9 @@ def test_training_runs_evaluates_and_saves_a_transcribable_student(manifests, tm
 
 
 def test_teacher_cache_matches_live_teacher(manifests, tmp_path):
-    from edge_askd.distill_data import collate
-    from edge_askd.student import load_teacher
-    from edge_askd.trainer import Trainer
+    from edge_askd.distill.dataset import collate
+    from edge_askd.distill.student import load_teacher
+    from edge_askd.distill.trainer import Trainer
 
     cache = tmp_path / "teacher.pt"
     cfg = _cfg(
@@ -260,7 +260,7 @@ def test_teacher_cache_matches_live_teacher(manifests, tmp_path):
 
 
 def test_snapshot_self_teacher_is_refreshed_every_n_steps(manifests, tmp_path):
-    from edge_askd.trainer import Trainer
+    from edge_askd.distill.trainer import Trainer
 
     cfg = _cfg(manifests, tmp_path / "run", method="askd", self_kd_teacher="snapshot", snapshot_every=2, max_steps=3)
     trainer = Trainer(cfg)
@@ -289,7 +289,7 @@ def _write_toml(path: Path, cfg: DistillConfig) -> None:
 def _run(config: Path, kill_after: Path | None = None) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_askd.trainer", "--config", str(config)],
+        [sys.executable, "-m", "edge_askd.distill", "--config", str(config)],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -355,7 +355,7 @@ def test_kill_9_and_resume_continues_exactly(manifests, tmp_path):
 
 
 def test_augmented_training_is_seeded_and_differs_from_clean(manifests, tmp_path):
-    from edge_askd.trainer import Trainer
+    from edge_askd.distill.trainer import Trainer
 
     def first_losses(name: str, **kw) -> list[float]:
         trainer = Trainer(_cfg(manifests, tmp_path / name, method="ce", **kw))
@@ -368,8 +368,8 @@ def test_augmented_training_is_seeded_and_differs_from_clean(manifests, tmp_path
 
 
 def test_joined_examples_teach_going_on_after_a_pause(manifests, tmp_path):
-    from edge_askd.distill_data import ClipConcat
-    from edge_askd.trainer import Trainer
+    from edge_askd.distill.dataset import ClipConcat
+    from edge_askd.distill.trainer import Trainer
     from edge_askd_runtime.transcriber import MAX_CHUNK_SAMPLES
 
     trainer = Trainer(_cfg(manifests, tmp_path / "join", method="ce", concat_p=1.0, concat_max=3))
@@ -399,7 +399,7 @@ def test_joined_examples_teach_going_on_after_a_pause(manifests, tmp_path):
 
 
 def test_joined_examples_refuse_a_teacher_cache(manifests, tmp_path):
-    from edge_askd.distill_config import DistillConfig
+    from edge_askd.distill.config import DistillConfig
     from edge_askd_runtime.errors import EdgeAskdError
 
     cfg = DistillConfig(train_manifest="x.jsonl", concat_p=0.5, teacher_cache=str(tmp_path / "cache"))
@@ -415,8 +415,8 @@ def test_short_training_stops_a_full_depth_student_from_looping(manifests, tmp_p
     and faced Gregs in across the table. He turned sharply..."); 8 ASKD steps on other clips (joined with pauses)
     teach it to stop there. (With the self-teacher's EMA at 0.99, i.e. still the untrained copy, they do not:
     self-KD then pulls the student back to the loop.)"""
+    from edge_askd.distill.trainer import Trainer
     from edge_askd.real_clips import REAL_CLIPS
-    from edge_askd.trainer import Trainer
 
     rows = manifests["train"].read_text().splitlines()[:4]  # the espeak-ng sentences
     for name in ("arctic_a0007", "librivox_0880", "librivox_0930", "librivox_0870"):
@@ -455,7 +455,7 @@ def test_short_training_stops_a_full_depth_student_from_looping(manifests, tmp_p
 
 
 def test_joined_examples_are_bucketed_on_their_joined_length(manifests, tmp_path):
-    from edge_askd.trainer import Trainer
+    from edge_askd.distill.trainer import Trainer
 
     trainer = Trainer(_cfg(manifests, tmp_path / "b", method="ce", concat_p=0.5, concat_max=3, bucket_batches=4))
     data = trainer.train_set
@@ -475,7 +475,7 @@ def test_joined_examples_are_bucketed_on_their_joined_length(manifests, tmp_path
 
 
 def test_teacher_style_targets_and_whitespace():
-    from edge_askd.distill_data import teacher_style
+    from edge_askd.distill.dataset import teacher_style
 
     assert teacher_style("the  quick brown fox") == "The quick brown fox."
     assert teacher_style("Is it raining?") == "Is it raining?"
@@ -487,7 +487,7 @@ def test_augmentation_never_cuts_words_that_stay_in_the_target():
     import numpy as np
 
     from edge_askd.data.augment import AugmentConfig
-    from edge_askd.distill_data import MAX_SAMPLES, ClipAugment
+    from edge_askd.distill.dataset import MAX_SAMPLES, ClipAugment
 
     long = np.random.default_rng(0).standard_normal(MAX_SAMPLES - 16000).astype(np.float32) * 0.1
     slow = ClipAugment(0, 1.0, AugmentConfig(p_speed=1.0, speeds=(0.9,), p_reverb=0.0, p_noise=0.0))
@@ -497,7 +497,7 @@ def test_augmentation_never_cuts_words_that_stay_in_the_target():
 
 
 def test_teacher_terms_are_dropped_where_the_teacher_misreads_the_reference(manifests, tmp_path):
-    from edge_askd.trainer import Trainer, teacher_agreement
+    from edge_askd.distill.trainer import Trainer, teacher_agreement
 
     argmax = torch.tensor([[1, 2, 3, 4], [1, 9, 9, 4]])
     labels = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4]])
@@ -514,7 +514,7 @@ def test_teacher_terms_are_dropped_where_the_teacher_misreads_the_reference(mani
 def test_ce_on_real_trains_ce_only_on_recorded_speech(manifests, tmp_path):
     """ce_on = "real": CE only where every part of the example is real speech; synthetic voices learn from the
     teacher alone."""
-    from edge_askd.trainer import Trainer
+    from edge_askd.distill.trainer import Trainer
 
     trainer = Trainer(_cfg(manifests, tmp_path / "flags", method="static_kd", ce_on="real", concat_p=0.0))
     data = trainer.train_set
@@ -537,7 +537,7 @@ def test_ce_on_real_trains_ce_only_on_recorded_speech(manifests, tmp_path):
 
 
 def test_finished_run_resumed_reports_numbers_and_a_refused_resume_keeps_config(manifests, tmp_path):
-    from edge_askd.trainer import Trainer
+    from edge_askd.distill.trainer import Trainer
 
     out = tmp_path / "run"
     cfg = _cfg(manifests, out, dev_manifest=str(manifests["dev"]), max_steps=2)
@@ -555,7 +555,7 @@ def test_finished_run_resumed_reports_numbers_and_a_refused_resume_keeps_config(
 
 
 def test_effective_schedule_decides_whether_the_teacher_is_loaded(manifests, tmp_path):
-    from edge_askd.trainer import Trainer
+    from edge_askd.distill.trainer import Trainer
 
     # static_kd pins lambda constant whatever lambda_schedule says: no adaptive reference teacher is kept.
     trainer = Trainer(_cfg(manifests, tmp_path / "s", method="static_kd", lambda_schedule="adaptive"))
@@ -565,7 +565,7 @@ def test_effective_schedule_decides_whether_the_teacher_is_loaded(manifests, tmp
 
 
 def test_untranscribed_speech_trains_on_the_teacher_transcript(tmp_path, real_clip):
-    from edge_askd.distill_data import read_clips
+    from edge_askd.distill.dataset import read_clips
 
     rows = [
         json.loads(_row(real_clip("jfk"), "", "train", "untranscribed")) | {"teacher_text": "and so my fellow"},

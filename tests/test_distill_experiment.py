@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_askd.distill_config import load_config
-from edge_askd.distill_experiment import EXPERIMENT_PRESETS, RUN_ORDER, method_overrides, step_timing, write_results
+from edge_askd.distill.config import load_config
+from edge_askd.distill.experiment import EXPERIMENT_PRESETS, RUN_ORDER, method_overrides, step_timing, write_results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_every_method_gets_the_same_budget(method, preset_name, tmp_path):
     preset = EXPERIMENT_PRESETS[preset_name]
     data = {k: tmp_path / f"{k}.jsonl" for k in ("train", "dev_mixed", "probes")}
-    cfg = load_config(REPO / "configs" / preset.config, method_overrides(method, preset, data, tmp_path, 1))
+    cfg = load_config(preset.config, method_overrides(method, preset, data, tmp_path, 1))
     assert cfg.method == method and cfg.student == preset.student
     assert (cfg.max_steps, cfg.batch_size, cfg.lr, cfg.warmup_steps) == (
         preset.steps,

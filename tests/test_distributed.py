@@ -41,8 +41,8 @@ DRIVER = textwrap.dedent(
     import builtins, json, os, sys, tempfile
     from pathlib import Path
     import torch
-    from edge_askd.distill_config import load_config
-    from edge_askd.trainer import Trainer
+    from edge_askd.distill.config import load_config
+    from edge_askd.distill.trainer import Trainer
 
     cfg = load_config(sys.argv[1], [])
     rank, side = int(os.environ["RANK"]), Path(sys.argv[2])
@@ -112,8 +112,8 @@ def runs(manifests, tmp_path_factory):  # noqa: F811
     for name, cfg in configs.items():
         _write_toml(root / f"{name}.toml", cfg)
     _run([*TORCHRUN, str(driver), str(root / "two.toml"), str(side)])
-    _run([sys.executable, "-m", "edge_askd.trainer", "--config", str(root / "one.toml")])
-    command = [*TORCHRUN, "-m", "edge_askd.trainer", "--config", str(root / "killed.toml")]
+    _run([sys.executable, "-m", "edge_askd.distill", "--config", str(root / "one.toml")])
+    command = [*TORCHRUN, "-m", "edge_askd.distill", "--config", str(root / "killed.toml")]
     assert _run(command, kill_when=root / "killed" / "checkpoints" / "step-00000002") != 0
     assert not (root / "killed" / "student").exists()  # it really died mid-run
     _run(command)

@@ -70,7 +70,7 @@ def _manifest(export_dir: Path) -> dict:
 def test_export_graph_encoder_equals_length_aware_encode(teacher_dir, real_clip):
     import torch
 
-    from edge_askd.length_aware import encode
+    from edge_askd.distill.length_aware import encode
     from edge_askd_export.graphs import load_model
     from edge_askd_runtime import log_mel
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_askd.length_aware import decode_logits, encode
+from edge_askd.distill.length_aware import decode_logits, encode
 from edge_askd_runtime.audio import load_audio
 from edge_askd_runtime.features import log_mel
 
@@ -65,7 +65,7 @@ def test_decoder_is_causal_by_its_own_mask(teacher_dir, real_clip):
     """Logits at a position never depend on later tokens (an explicit mask, whatever attention kernel runs)."""
     from transformers import WhisperForConditionalGeneration
 
-    from edge_askd.length_aware import decode
+    from edge_askd.distill.length_aware import decode
 
     tiny = WhisperForConditionalGeneration.from_pretrained(teacher_dir("tiny.en"), dtype=torch.float32).eval()
     mel = torch.from_numpy(log_mel(load_audio(real_clip("jfk")), pad_to_30s=False))[None]

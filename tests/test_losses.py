@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edge_askd.distill_config import DistillConfig
-from edge_askd.losses import ce_loss, combine, kd_loss, teacher_topk, topk_kd_loss
-from edge_askd.schedules import ScheduleConfig, Schedules
+from edge_askd.distill.config import DistillConfig
+from edge_askd.distill.losses import ce_loss, combine, kd_loss, teacher_topk, topk_kd_loss
+from edge_askd.distill.schedules import ScheduleConfig, Schedules
 from edge_askd_runtime.errors import EdgeAskdError
 
 
@@ -57,9 +57,9 @@ def test_topk_approximates_live_kd_on_real_teacher_outputs(teacher_dir, real_cli
     underestimate (most tempered mass sits in the 51k-token tail), which losses.topk_kd_loss documents."""
     from transformers import AutoTokenizer, WhisperForConditionalGeneration
 
-    from edge_askd.length_aware import decode_logits, encode
+    from edge_askd.distill.length_aware import decode_logits, encode
+    from edge_askd.distill.student import build_student
     from edge_askd.real_clips import REAL_CLIPS
-    from edge_askd.student import build_student
     from edge_askd_runtime.audio import load_audio
     from edge_askd_runtime.features import log_mel
 
@@ -152,7 +152,7 @@ def test_methods_map_to_baselines():
 
 
 def test_hidden_mse_compares_each_student_layer_with_the_teacher_layer_it_came_from():
-    from edge_askd.losses import hidden_mse_loss
+    from edge_askd.distill.losses import hidden_mse_loss
 
     torch.manual_seed(0)
     teacher = [torch.randn(2, 5, 8) for _ in range(4)]

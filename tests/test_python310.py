@@ -35,8 +35,8 @@ def test_every_command_parser_loads_without_tomllib():
 
 def test_configs_read_with_the_tomli_backport():
     code = """
-    from edge_askd.distill_config import load_config
-    cfg = load_config("configs/askd-base-dyn.toml", ["lr=2e-5"])
+    from edge_askd.distill.config import load_config
+    cfg = load_config("askd-base-dyn", ["lr=2e-5"])
     print(cfg.student, cfg.lr)
     """
     r = _python310(code, tomli=True)
@@ -48,7 +48,7 @@ def test_without_either_a_config_names_the_package_to_install():
     code = """
     import sys
     from edge_askd.cli import main
-    sys.exit(main(["distill", "--config", "configs/askd-base-dyn.toml", "--set", "max_steps=1"]))
+    sys.exit(main(["distill", "--config", "askd-base-dyn", "--set", "max_steps=1"]))
     """
     r = _python310(code, tomli=False)
     assert r.returncode != 0

@@ -169,7 +169,7 @@ def test_speed_up_lines_flag_a_student_that_stopped_early():
 def test_reproduce_command_of_the_distill_stage_is_the_stage_config(tmp_path):
     import shlex
 
-    from edge_askd.distill_config import load_config
+    from edge_askd.distill.config import load_config
     from edge_askd.quickstart import RECIPE, Pipeline, QuickstartConfig, StageRecord, _distill_overrides, commands
 
     cfg = QuickstartConfig(out=tmp_path / "qs")
@@ -178,9 +178,8 @@ def test_reproduce_command_of_the_distill_stage_is_the_stage_config(tmp_path):
     line = next(c for c in commands(cfg, pipeline) if c.startswith("edge-askd distill"))
     argv = shlex.split(line)
     overrides = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
-    assert (
-        argv[argv.index("--config") + 1] == "configs/askd-base-dyn.toml" == str(RECIPE.relative_to(RECIPE.parents[1]))
-    )
+    assert argv[argv.index("--config") + 1] == "askd-base-dyn" == RECIPE.stem  # a shipped recipe, by name
+    assert RECIPE.parent.name == "recipes" and RECIPE.parent.parent.name == "edge_askd"  # inside the package
     files = {"train": "train.jsonl", "dev_eval": "dev-eval.jsonl", "probes": "probes.jsonl"}
     manifests = {k: str(cfg.out / "data" / f) for k, f in files.items()}
     stage = load_config(RECIPE, _distill_overrides(cfg, manifests, cfg.out / "distill" / "run", 221))
@@ -188,7 +187,7 @@ def test_reproduce_command_of_the_distill_stage_is_the_stage_config(tmp_path):
 
 
 def test_static_kd_matches_the_teacher_only_and_set_overrides_come_last(tmp_path):
-    from edge_askd.distill_config import load_config
+    from edge_askd.distill.config import load_config
     from edge_askd.quickstart import RECIPE, _distill_overrides, quickstart_command
 
     manifests = {k: str(tmp_path / f"{k}.jsonl") for k in ("train", "dev_eval", "probes")}

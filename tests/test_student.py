@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from edge_askd.student import (
+from edge_askd.distill.student import (
     INPUT_KEY,
     STUDENT_PRESETS,
     build_student,

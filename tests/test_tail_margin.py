@@ -39,7 +39,7 @@ def test_the_minimum_context_pads_short_audio_only():
 @pytest.fixture(scope="module")
 def tailed_student(teacher_dir, tmp_path_factory):
     """tiny.en with 2 decoder layers (untrained), built with TAIL and exported for jetson-orin (ONNX only)."""
-    from edge_askd.student import build_student, load_teacher, save_student
+    from edge_askd.distill.student import build_student, load_teacher, save_student
     from edge_askd_export.parity import ParityConfig
     from edge_askd_export.pipeline import ExportOptions, export_checkpoint
 
@@ -56,9 +56,9 @@ def tailed_student(teacher_dir, tmp_path_factory):
 
 
 def test_tail_margin_is_the_same_in_training_export_and_runtime(tailed_student, real_clip):
-    from edge_askd.distill_data import Clip, DistillDataset, TargetBuilder
+    from edge_askd.distill.dataset import Clip, DistillDataset, TargetBuilder
+    from edge_askd.distill.student import greedy_decode, prompt_ids
     from edge_askd.hf_transcriber import HFTranscriber
-    from edge_askd.student import greedy_decode, prompt_ids
     from edge_askd_runtime.transcriber import Transcriber
 
     checkpoint, export = tailed_student

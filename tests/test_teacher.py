@@ -2,7 +2,6 @@ import json
 
 import pytest
 
-from edge_askd.ct2_format import read_ct2_model
 from edge_askd.teacher import (
     KNOWN_TEACHERS,
     TeacherPackage,
@@ -10,7 +9,8 @@ from edge_askd.teacher import (
     materialise_teacher,
     teacher_package,
 )
-from edge_askd.tokenizer_repair import repair_bpe_merges
+from edge_askd.teacher.ct2_format import read_ct2_model
+from edge_askd.teacher.tokenizer_repair import repair_bpe_merges
 from edge_askd_runtime.errors import ModelError
 
 

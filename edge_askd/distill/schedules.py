@@ -33,7 +33,7 @@ class ScheduleConfig:
     decay_start: float = 0.0
     decay_end: float = 0.6
     exp_rate: float = 5.0
-    beta_max: float = 0.0  # 0 disables self-KD
+    beta_max: float = 0.5  # 0 disables self-KD
     self_kd_start: float = 0.5
 
     def validate(self, where: str = "config") -> None:

@@ -7,7 +7,6 @@ repository root), as in the Hugging Face training scripts.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import types
 import typing
@@ -49,7 +48,7 @@ class DistillConfig:
     probe_manifest: str = ""
     max_duration: float = 28.0  # the runtime's longest chunk (transcriber.MAX_CHUNK_SAMPLES)
     # Targets in the teacher's style (capital first letter, final punctuation, single spaces), so CE and KD agree
-    # on the first token and on where the sentence stops (edge_askd.distill_data.teacher_style).
+    # on the first token and on where the sentence stops (edge_askd.distill.dataset.teacher_style).
     teacher_style: bool = True
     output_dir: str = "runs/distill"
     # on-the-fly augmentation of training clips (distill_data.ClipAugment); student and live teacher hear the
@@ -95,14 +94,15 @@ class DistillConfig:
     # manifest source not starting with "synth"). Synthetic voices then learn from the teacher alone: CE on them
     # teaches the student TTS voices, which costs accuracy on real speech (docs/askd-experiment-dyn).
     ce_on: str = "all"
-    lambda_schedule: str = "cosine"
-    lambda0: float = 1.0
-    lambda_min: float = 0.0
-    decay_start: float = 0.0
-    decay_end: float = 0.6
-    exp_rate: float = 5.0
-    beta_max: float = 0.5
-    self_kd_start: float = 0.5
+    # The schedule's settings (schedules.ScheduleConfig, where each is explained), defaults included.
+    lambda_schedule: str = ScheduleConfig.lambda_schedule
+    lambda0: float = ScheduleConfig.lambda0
+    lambda_min: float = ScheduleConfig.lambda_min
+    decay_start: float = ScheduleConfig.decay_start
+    decay_end: float = ScheduleConfig.decay_end
+    exp_rate: float = ScheduleConfig.exp_rate
+    beta_max: float = ScheduleConfig.beta_max
+    self_kd_start: float = ScheduleConfig.self_kd_start
     self_kd_teacher: str = "ema"  # ema | snapshot (PS-KD: the previous "epoch")
     ema_decay: float = 0.99
     snapshot_every: int = 0  # steps between snapshots; 0 = one epoch of the train manifest
@@ -252,13 +252,31 @@ def parse_override(text: str) -> tuple[str, object]:
     return key, value
 
 
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"  # package data: installed with the package
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.toml"))
+
+
+def resolve_recipe(path: str | Path) -> Path:
+    """A TOML file, or the name of a recipe shipped with the package (`askd-base-dyn`, `recipes/...`)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    shipped = RECIPES / (p.name if p.suffix == ".toml" else f"{p.name}.toml")
+    if shipped.is_file() and len(p.parts) <= 2:
+        return shipped
+    raise EdgeAskdError(
+        f"{p}: config file not found; pass a TOML file or a shipped recipe: {', '.join(recipe_names())}"
+    )
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DistillConfig:
     cfg = DistillConfig()
     where = "defaults"
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise EdgeAskdError(f"{p}: config file not found; see configs/askd-base-e4d2.toml for an example")
+        p = resolve_recipe(path)
         toml = _toml()
         try:
             data = toml.loads(p.read_text(encoding="utf-8"))
@@ -271,26 +289,3 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         apply(cfg, {key: value}, f"--set {item}")
     cfg.validate(where if not overrides else f"{where} + --set")
     return cfg
-
-
-def add_distill_parser(subparsers, run) -> argparse.ArgumentParser:
-    """`edge-askd distill --config CFG [--set key=value ...]`, handled by `run(args)`. Importing this module does
-    not import torch, so the CLI's --help stays light; the caller passes the trainer's entry (edge_askd.cli a lazy
-    one), so this module imports nothing that imports it back."""
-    p = subparsers.add_parser(
-        "distill",
-        help="distil a Whisper teacher into a small student (ASKD, static KD, CE baselines)",
-        description="Train a student; kill it at any time and rerun the same command to resume exactly. "
-        "Many GPUs: torchrun --nproc_per_node N -m edge_askd.trainer --config CFG",
-    )
-    p.add_argument("--config", help="TOML config (see configs/askd-base-e4d2.toml); keys as in DistillConfig")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config key, e.g. --set max_steps=200 --set method=static_kd",
-    )
-    p.set_defaults(func=run)
-    return p

@@ -1,7 +1,7 @@
 """The ASKD distillation trainer: `edge-askd distill --config CFG [--set key=value ...]`.
 
 Plain PyTorch, so nothing beyond torch is needed: one process on CPU or one GPU; `torchrun --nproc_per_node N
--m edge_askd.trainer --config CFG` for many (DistributedDataParallel, gloo on CPU, nccl on GPU).
+-m edge_askd.distill --config CFG` for many (DistributedDataParallel, gloo on CPU, nccl on GPU).
 
 Resumability: a checkpoint (written atomically every `checkpoint_every` optimizer steps) holds the student,
 optimizer, LR scheduler, self-teacher (EMA/snapshot), adaptive-schedule state, RNG states and the data position
@@ -12,17 +12,13 @@ and restarted with the same command continues from the newest checkpoint with th
 
 from __future__ import annotations
 
-import argparse
 import copy
-import csv
-import hashlib
 import json
 import math
 import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -31,39 +27,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_askd_runtime.atomic import atomic_path, atomic_write_text
-from edge_askd_runtime.errors import EdgeAskdError
+from edge_askd_runtime.atomic import atomic_write_text
 
-from .distill_config import DistillConfig, add_distill_parser, load_config
-from .distill_data import BatchStream, ClipAugment, ClipConcat, DistillDataset, TargetBuilder, collate, read_clips
+from .checkpoints import list_checkpoints, load_latest, rng_state, set_rng_state, write_checkpoint
+from .config import DistillConfig
+from .dataset import BatchStream, ClipAugment, ClipConcat, DistillDataset, TargetBuilder, collate, read_clips
+from .evaluation import Evaluator
 from .length_aware import teacher_forced
-from .losses import TopK, ce_loss, combine, hidden_mse_loss, kd_loss, teacher_topk, topk_kd_loss
+from .losses import TopK, ce_loss, combine, hidden_mse_loss, kd_loss, topk_kd_loss
+from .run_log import EVAL_FIELDS, LOG_FIELDS, append_row, format_cell, truncate_rows
 from .schedules import Schedules
 from .student import (
     build_student,
     freeze_positional_tables,
-    greedy_decode,
     load_teacher,
     parameter_counts,
     prompt_ids,
     resolve_preset,
     save_student,
 )
+from .teacher_cache import TeacherCache, cache_key
 
-LOG_FIELDS = [
-    "step", "epoch", "loss", "ce", "kd", "hidden", "self_kd", "lambda", "beta", "lr", "grad_norm", "kd_kept",
-    "audio_seconds", "sec_per_step", "sec_per_audio_second",
-]  # fmt: skip
 BF16_MIN_AGREEMENT = 0.98  # the teacher in bf16 must keep this share of its fp32 teacher-forced argmax tokens
-# Settings that do not change the optimisation path, so a resumed run may differ in them.
-RESUME_MAY_CHANGE = {
-    "max_steps", "eval_every", "eval_max_clips", "dev_manifest", "probe_manifest", "checkpoint_every",
-    "keep_checkpoints", "log_every", "progress", "threads",
-}  # fmt: skip
-EVAL_FIELDS = [
-    "step", "lambda", "dev_wer", "dev_ce", "dev_repeat_rate", "probe_hallucination_rate", "probe_clips", "dev_clips",
-    "ema_dev_wer", "kept",
-]  # fmt: skip
 
 
 class StudentForward(nn.Module):
@@ -81,21 +66,6 @@ class StudentForward(nn.Module):
 
 
 # --- helpers --------------------------------------------------------------------------------------------------
-
-
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _seed_everything(seed: int) -> None:
@@ -131,143 +101,6 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-_COUNT_FIELDS = ("step", "probe_clips", "dev_clips")
-
-
-def _numeric(key: str, value: str) -> object:
-    """A CSV cell back as the int/float it was logged as (a resumed, finished run reports numbers, not text).
-    By column, not by look: a WER of exactly 1 is logged as "1" and is still a float."""
-    for kind in (int, float) if key in _COUNT_FIELDS else (float,):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
-
-
-def hallucinated(reference: str, hypothesis: str) -> bool:
-    """Our probe criterion: output on a clip whose reference is empty (silence, noise, music), or output more than
-    twice (+2 words) the reference, or one 3-gram repeated 3+ times (a decoding loop)."""
-    from edge_askd_runtime.scoring import normalise
-
-    ref, hyp = normalise(reference).split(), normalise(hypothesis).split()
-    if not ref:
-        return bool(hyp)
-    if len(hyp) > 2 * len(ref) + 2:
-        return True
-    grams = [tuple(hyp[i : i + 3]) for i in range(len(hyp) - 2)]
-    return any(grams.count(g) >= 3 for g in set(grams))
-
-
-# --- teacher-output cache ---------------------------------------------------------------------------------------
-
-
-def _cache_key(cfg: DistillConfig, teacher_name: str, dataset: DistillDataset, hidden_layers: list[int]) -> str:
-    h = hashlib.sha256()
-    fields = [teacher_name, cfg.teacher_topk, cfg.temperature, dataset.targets.prompt, hidden_layers]
-    h.update(json.dumps(fields).encode())
-    for c in dataset.clips:
-        h.update(f"{c.audio}\t{c.text}\t{c.duration}\n".encode())
-    return h.hexdigest()
-
-
-class TeacherCache:
-    """What the teacher on its 30 s window says at every loss position of every clip, computed once: its top-k
-    log-probs at the training temperature and, for the hidden-state loss, the decoder hidden states of the teacher
-    layers the student's layers map to (fp16: [layers, positions, d_model] per clip; base's 6 layers cost
-    ~6 KB per target token)."""
-
-    def __init__(
-        self,
-        entries: dict[int, tuple[torch.Tensor, ...]],
-        k: int,
-        temperature: float,
-        hidden_layers: list[int] | None = None,
-    ) -> None:
-        self.entries, self.k, self.temperature = entries, k, temperature
-        self.hidden_layers = list(hidden_layers or [])
-
-    @classmethod
-    def build(
-        cls,
-        teacher: nn.Module,
-        dataset: DistillDataset,
-        k: int,
-        temperature: float,
-        batch_size: int,
-        log=print,
-        device: torch.device | None = None,
-        hidden_layers: list[int] | None = None,
-    ) -> TeacherCache:
-        """Runs the teacher on `device` (the training device: a GPU run builds its cache on the GPU)."""
-        hidden_layers = list(hidden_layers or [])
-        entries: dict[int, tuple[torch.Tensor, ...]] = {}
-        pad = teacher.generation_config.eos_token_id
-        device = device or torch.device("cpu")
-        teacher = teacher.to(device)
-        t0 = time.perf_counter()
-        for start in range(0, len(dataset), batch_size):
-            batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))], pad)
-            with torch.inference_mode():
-                out = teacher_forced(teacher, batch["teacher_mel"].to(device), batch["dec_in"].to(device))
-            top = teacher_topk(out.logits, k, temperature)
-            for row, index in enumerate(batch["index"].tolist()):
-                keep = batch["mask"][row].bool().to(device)
-                entry = (top.logprobs[row][keep].cpu().clone(), top.ids[row][keep].to(torch.int32).cpu().clone())
-                if hidden_layers:
-                    states = torch.stack([out.hidden[t][row][keep] for t in hidden_layers])
-                    entry += (states.to(torch.float16).cpu().clone(),)
-                entries[index] = entry
-        what = f"top-{k}" + (f" + hidden states of layers {hidden_layers}" if hidden_layers else "")
-        log(f"teacher cache: {len(entries)} clips, {what}, {time.perf_counter() - t0:.1f} s")
-        return cls(entries, k, temperature, hidden_layers)
-
-    def save(self, path: Path, key: str) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(
-                {
-                    "key": key,
-                    "k": self.k,
-                    "temperature": self.temperature,
-                    "hidden_layers": self.hidden_layers,
-                    "entries": self.entries,
-                },
-                tmp,
-            )
-
-    @classmethod
-    def load(cls, path: Path, key: str) -> TeacherCache | None:
-        if not path.is_file():
-            return None
-        data = torch.load(path, weights_only=True)
-        if data.get("key") != key:
-            return None  # different teacher, top-k, prompt or clips: rebuild rather than mix
-        return cls(data["entries"], int(data["k"]), float(data["temperature"]), data.get("hidden_layers"))
-
-    def topk(self, batch: dict) -> TopK:
-        shape = (*batch["mask"].shape, self.k)
-        logprobs = torch.zeros(shape)
-        ids = torch.zeros(shape, dtype=torch.long)
-        for row, index in enumerate(batch["index"].tolist()):
-            keep = batch["mask"][row].bool()
-            values, tokens = self.entries[index][:2]
-            logprobs[row][keep] = values.float()
-            ids[row][keep] = tokens.long()
-        return TopK(logprobs, ids, self.temperature)
-
-    def hidden(self, batch: dict) -> dict[int, torch.Tensor] | None:
-        """{teacher layer: [B, L, d_model] float32} at the loss positions (zeros elsewhere, masked by the loss),
-        or None where the cache holds no hidden states."""
-        if not self.hidden_layers:
-            return None
-        d_model = self.entries[int(batch["index"][0])][2].shape[-1]
-        states = torch.zeros(len(self.hidden_layers), *batch["mask"].shape, d_model)
-        for row, index in enumerate(batch["index"].tolist()):
-            keep = batch["mask"][row].bool()
-            states[:, row][:, keep] = self.entries[index][2].float()
-        return dict(zip(self.hidden_layers, states, strict=True))
-
-
 # --- trainer ----------------------------------------------------------------------------------------------------
 
 
@@ -300,6 +133,16 @@ class Trainer:
 
         self.out = Path(cfg.output_dir)
         self.ckpt_dir = self.out / "checkpoints"
+        teacher = self._build_models(use_bf16)
+        self._build_data()
+        self._build_teacher(teacher)
+        self._build_optimisation()
+        self.step = 0
+        self.eval_rows: list[dict] = []
+
+    def _build_models(self, use_bf16: bool) -> nn.Module:
+        """The student (on the device) from its teacher's layers; returns the teacher, still on the CPU."""
+        cfg = self.cfg
         preset = resolve_preset(cfg.student)
         self.teacher_name = preset.teacher
         teacher, self.teacher_dir = load_teacher(preset.teacher)
@@ -316,6 +159,11 @@ class Trainer:
             self._log(f"student {cfg.student}: {parameter_counts(student)}, trained in {trained_in}")
             self._log(f"teacher {preset.teacher}: {parameter_counts(teacher)}")
 
+        return teacher
+
+    def _build_data(self) -> None:
+        """Tokenizer, prompt and targets; the train / dev / probe sets, their evaluator and the batch stream."""
+        cfg, student = self.cfg, self.student
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(self.teacher_dir)
@@ -348,6 +196,9 @@ class Trainer:
             if cfg.probe_manifest
             else None
         )
+        self.evaluator = Evaluator(
+            self.dev_set, self.probe_set, tokenizer, self.prompt, self.pad_id, self.device, cfg.eval_max_clips
+        )
         self.stream = BatchStream(
             self.train_set.durations,  # per epoch: joined examples are bucketed on their joined length
             cfg.batch_size,
@@ -359,13 +210,15 @@ class Trainer:
         self.schedules = Schedules(cfg.schedule_config(), cfg.max_steps)
         self.adaptive = cfg.schedule_config().lambda_schedule == "adaptive"  # the effective schedule, not the raw key
 
+    def _build_teacher(self, teacher: nn.Module) -> None:
+        cfg = self.cfg
         # Teacher: live, cached top-k, or not at all (CE baseline).
         self.teacher: nn.Module | None = None
         self.cache: TeacherCache | None = None
         if cfg.uses_teacher and cfg.teacher_cache:
             # The hidden-state loss compares student layer i with teacher layer layer_map[i]: cache just those.
             hidden_layers = sorted(set(self.layer_map)) if cfg.hidden_weight > 0 else []
-            path, key = Path(cfg.teacher_cache), _cache_key(cfg, preset.teacher, self.train_set, hidden_layers)
+            path, key = Path(cfg.teacher_cache), cache_key(cfg, self.teacher_name, self.train_set, hidden_layers)
             self.cache = TeacherCache.load(path, key)
             if self.cache is None:
                 self.cache = TeacherCache.build(
@@ -387,6 +240,9 @@ class Trainer:
         del teacher
         self.teacher_autocast = self._teacher_precision()
 
+    def _build_optimisation(self) -> None:
+        """The (DDP-wrapped) forward, AdamW with its LR schedule, and the self-teacher."""
+        cfg = self.cfg
         self.student_forward = StudentForward(self.student)
         if self.world > 1:
             self.student_forward = nn.parallel.DistributedDataParallel(
@@ -404,8 +260,6 @@ class Trainer:
             for p in self.self_teacher.parameters():
                 p.requires_grad_(False)
         self.snapshot_every = cfg.snapshot_every or max(self.stream.batches_per_epoch // cfg.grad_accum, 1)
-        self.step = 0
-        self.eval_rows: list[dict] = []
 
     def _teacher_precision(self):
         """The live teacher's autocast: bf16 on CUDA and on CPUs with native bf16 when a probe batch keeps >= 98 %
@@ -449,48 +303,24 @@ class Trainer:
             "self_teacher": self.self_teacher.state_dict() if self.self_teacher is not None else None,
             "schedules": self.schedules.state_dict(),
             "data": self.stream.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "config": self.cfg.to_dict(),
         }
 
     def save_checkpoint(self) -> Path | None:
         if not self.is_main:
             return None
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        final = self.ckpt_dir / f"step-{self.step:08d}"
-        staging = Path(tempfile.mkdtemp(dir=self.ckpt_dir, prefix=f".step-{self.step:08d}-"))
-        with open(staging / "state.pt", "wb") as f:
-            torch.save(self._state(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        # A directory rename is atomic: a kill leaves either no step-N or a complete one (stray .step-* are ignored).
-        os.replace(staging, final)
-        for old in self.checkpoints()[: -self.cfg.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        for stray in self.ckpt_dir.glob(".step-*"):
-            shutil.rmtree(stray, ignore_errors=True)
-        return final
+        return write_checkpoint(self.ckpt_dir, self.step, self._state(), self.cfg.keep_checkpoints)
 
     def checkpoints(self) -> list[Path]:
-        if not self.ckpt_dir.is_dir():
-            return []
-        return sorted(p for p in self.ckpt_dir.glob("step-*") if (p / "state.pt").is_file())
+        return list_checkpoints(self.ckpt_dir)
 
     def resume(self) -> bool:
-        found = self.checkpoints()
-        if not found:
+        latest = load_latest(self.ckpt_dir, self.cfg.to_dict(), self.device)
+        if latest is None:
             self._truncate_logs()  # a run killed before its first checkpoint starts over: drop its rows
             return False
-        state = torch.load(found[-1] / "state.pt", weights_only=False, map_location=self.device)
-        changed = [k for k, v in state["config"].items() if getattr(self.cfg, k, v) != v]
-        blocking = [k for k in changed if k not in RESUME_MAY_CHANGE]
-        if blocking:
-            raise EdgeAskdError(
-                f"{found[-1]}: written with a different config ({', '.join(blocking)}); "
-                "use a new output_dir or restore the old settings"
-            )
+        path, state, changed = latest
         if "max_steps" in changed and self.is_main:
             # Legitimate (extending a run), but lambda(t), beta(t) and the LR are functions of step / max_steps.
             self._log(f"note: max_steps changed from {state['config']['max_steps']}; the schedules stretch from here")
@@ -501,27 +331,18 @@ class Trainer:
             self.self_teacher.load_state_dict(state["self_teacher"])
         self.schedules.load_state_dict(state["schedules"])
         self.stream.load_state_dict(state["data"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         self.step = int(state["step"])
         self._truncate_logs()
         if self.is_main:
-            self._log(f"resumed from {found[-1]} (step {self.step})")
+            self._log(f"resumed from {path} (step {self.step})")
         return True
 
     def _truncate_logs(self) -> None:
         # Rows logged after the checkpoint belong to the lost run; the resumed run writes them again.
-        for name in ("train_log.csv", "eval_log.csv"):
-            path = self.out / name
-            if not path.is_file() or not self.is_main:
-                continue
-            with path.open(newline="") as f:
-                rows = list(csv.DictReader(f))
-            fields = LOG_FIELDS if name == "train_log.csv" else EVAL_FIELDS
-            keep = [r for r in rows if int(r["step"]) <= self.step]
-            lines = [",".join(fields)] + [",".join(r[k] for k in fields) for r in keep]
-            atomic_write_text(path, "\n".join(lines) + "\n")
-            if name == "eval_log.csv":
-                self.eval_rows = [{k: _numeric(k, v) for k, v in r.items() if v != ""} for r in keep]
+        if self.is_main:
+            truncate_rows(self.out / "train_log.csv", LOG_FIELDS, self.step)
+            self.eval_rows = truncate_rows(self.out / "eval_log.csv", EVAL_FIELDS, self.step)
 
     # --- one optimizer step -------------------------------------------------------------------------------------
 
@@ -622,73 +443,26 @@ class Trainer:
 
     # --- evaluation ---------------------------------------------------------------------------------------------
 
-    def _limit(self, n: int) -> int:
-        return min(n, self.cfg.eval_max_clips) if self.cfg.eval_max_clips else n
-
-    @torch.no_grad()
-    def dev_ce(self, model: nn.Module, padded: bool) -> float:
-        """Teacher-forced CE on the dev references (padded=True: the teacher's 30 s input)."""
-        total, count = 0.0, 0
-        for i in range(self._limit(len(self.dev_set))):
-            b = self._move(collate([self.dev_set[i]], self.pad_id))
-            if padded:
-                logits = teacher_forced(model, b["teacher_mel"], b["dec_in"]).logits
-            else:
-                logits = teacher_forced(model, b["student_mel"], b["dec_in"], b["frames"]).logits
-            n = int(b["mask"].sum())
-            total += float(ce_loss(logits, b["labels"], b["mask"])) * n
-            count += n
-        return total / max(count, 1)
-
-    def _transcribe(self, dataset: DistillDataset, i: int, model: nn.Module | None = None) -> str:
-        mel = dataset[i]["student_mel"].to(self.device)
-        cap = int(12 * dataset.clips[i].duration) + 10
-        ids = greedy_decode(model or self.student, mel, self.prompt, max_new_tokens=cap)
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-
-    def dev_wer(self, model: nn.Module) -> tuple[float, float]:
-        """(WER, repeated 4-gram rate) of `model`'s greedy transcripts on the dev clips."""
-        from edge_askd_runtime.scoring import repeated_ngram_rate, wer
-
-        n = self._limit(len(self.dev_set))
-        hyps = [self._transcribe(self.dev_set, i, model) for i in range(n)]
-        return wer([c.text for c in self.dev_set.clips[:n]], hyps), repeated_ngram_rate(hyps)
-
     def evaluate(self, final: bool = False) -> dict:
         """Dev WER/CE/repetition and the probe hallucination rate; at the end (`final`) the EMA self-teacher is
         scored too and `kept` says which weights become the student (the EMA only when its dev WER is lower)."""
         self.student.eval()
         row: dict = {"step": self.step, "lambda": round(self.schedules.lam(self.step), 6)}
         if self.dev_set is not None:
-            row["dev_wer"], row["dev_repeat_rate"] = self.dev_wer(self.student)
-            row["dev_ce"] = self.dev_ce(self.student, padded=False)
-            row["dev_clips"] = self._limit(len(self.dev_set))
+            row["dev_wer"], row["dev_repeat_rate"] = self.evaluator.dev_wer(self.student)
+            row["dev_ce"] = self.evaluator.dev_ce(self.student, padded=False)
+            row["dev_clips"] = self.evaluator.limit(len(self.dev_set))
             teacher_ce = None
             if self.adaptive and self.schedules.adaptive.teacher_dev_ce is None:
-                teacher_ce = self.dev_ce(self._teacher_for_eval.to(self.device), padded=True)
+                teacher_ce = self.evaluator.dev_ce(self._teacher_for_eval.to(self.device), padded=True)
             self.schedules.observe_dev(row["dev_ce"], teacher_ce)
             if final and self.self_teacher is not None and self.cfg.self_kd_teacher == "ema":
-                row["ema_dev_wer"], _ = self.dev_wer(self.self_teacher)
+                row["ema_dev_wer"], _ = self.evaluator.dev_wer(self.self_teacher)
                 row["kept"] = "ema" if row["ema_dev_wer"] < row["dev_wer"] else "student"
         if self.probe_set is not None:
-            n = self._limit(len(self.probe_set))
-            flags = [hallucinated(self.probe_set.clips[i].text, self._transcribe(self.probe_set, i)) for i in range(n)]
-            row["probe_hallucination_rate"] = sum(flags) / max(n, 1)
-            row["probe_clips"] = n
+            row["probe_hallucination_rate"], row["probe_clips"] = self.evaluator.probe_hallucination_rate(self.student)
         self.student.train()
         return row
-
-    # --- logging ------------------------------------------------------------------------------------------------
-
-    def _append_csv(self, name: str, fields: list[str], row: dict) -> None:
-        path = self.out / name
-        new = not path.is_file()
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: row.get(k, "") for k in fields})
-            f.flush()
 
     # --- main loop ----------------------------------------------------------------------------------------------
 
@@ -719,7 +493,7 @@ class Trainer:
             metrics["sec_per_audio_second"] = metrics["sec_per_step"] / max(metrics["audio_seconds"], 1e-9)
             metrics["step"], metrics["epoch"] = self.step, self.stream.position.epoch
             if self.is_main and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
-                self._append_csv("train_log.csv", LOG_FIELDS, {k: _fmt(v) for k, v in metrics.items()})
+                append_row(self.out / "train_log.csv", LOG_FIELDS, metrics)
                 if writer is not None:
                     for k in ("loss", "ce", "kd", "self_kd", "lambda", "beta", "lr"):
                         writer.add_scalar(f"train/{k}", metrics[k], self.step)
@@ -737,12 +511,12 @@ class Trainer:
                 if self.is_main and (self.dev_set is not None or self.probe_set is not None):
                     row = self.evaluate(final=done)
                     self.eval_rows.append(row)
-                    self._append_csv("eval_log.csv", EVAL_FIELDS, {k: _fmt(v) for k, v in row.items()})
+                    append_row(self.out / "eval_log.csv", EVAL_FIELDS, row)
                     if writer is not None:
                         for k, v in row.items():
                             if k != "step" and isinstance(v, float):
                                 writer.add_scalar(f"eval/{k}", v, self.step)
-                    self._log(f"eval step {self.step}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in row.items()))
+                    self._log(f"eval step {self.step}: " + ", ".join(f"{k} {format_cell(v)}" for k, v in row.items()))
             if self.step % cfg.checkpoint_every == 0 or done:
                 self.save_checkpoint()
             if self.world > 1:
@@ -766,33 +540,3 @@ class Trainer:
             os.replace(staging, final)
             self._log(f"student saved to {final} (edge-askd transcribe --model {final} FILE.wav)")
         return final
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}" if not math.isnan(v) else "nan"
-    return str(v)
-
-
-# --- CLI ----------------------------------------------------------------------------------------------------------
-
-
-def run_distill(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
-    Trainer(cfg).train()
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="edge-askd")
-    add_distill_parser(parser.add_subparsers(dest="command", required=True), run_distill)
-    args = parser.parse_args(["distill", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        return args.func(args)
-    except EdgeAskdError as exc:
-        print(f"edge-askd: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -26,7 +26,7 @@ from edge_askd_runtime.transcriber import MAX_CHUNK_SAMPLES
 
 if TYPE_CHECKING:
     from edge_askd.data.augment import AugmentConfig
-    from edge_askd.distill_config import DistillConfig
+    from edge_askd.distill.config import DistillConfig
 
 # The longest example: the runtime's chunk, so the student never trains on an input it will not see, and the tail
 # margin still fits the 30 s positional table.

@@ -116,7 +116,7 @@ def build_student(
 def load_teacher(name: str) -> tuple[nn.Module, Path]:
     from transformers import WhisperForConditionalGeneration
 
-    from .teacher import materialise_teacher
+    from ..teacher import materialise_teacher
 
     path = materialise_teacher(name)
     model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()

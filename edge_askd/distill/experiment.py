@@ -1,6 +1,6 @@
 """The method comparison of issue 4: CE vs static KD vs ASKD-decay vs full ASKD, same step budget, one command.
 
-    python -m edge_askd.distill_experiment --preset base --out runs/exp-base --docs docs/askd-experiment
+    python -m edge_askd.distill.experiment --preset base --out runs/exp-base --docs docs/askd-experiment
 
 Data (the embedded default; built from packages, nothing downloaded from a hub):
   train  synthetic multi-engine TTS corpus (espeak-ng, flite, festival) + real telephone-en train prompts;
@@ -27,7 +27,9 @@ from pathlib import Path
 
 from edge_askd_runtime.atomic import atomic_write_text
 
-REPO = Path(__file__).resolve().parent.parent
+from .config import resolve_recipe
+
+REPO = Path(__file__).resolve().parents[2]
 RUN_ORDER = ("static_kd", "askd", "askd_decay", "ce")  # longest first, so two workers finish together
 METHOD_LABELS = {
     "ce": "CE only (fine-tuning)",
@@ -50,15 +52,15 @@ class ExperimentPreset:
     synth_dev: int
     eval_every: int
     eval_clips: int  # clips of the mixed real dev set scored during training
-    config: str = "askd-base-e6d2.toml"  # the recipe under configs/
+    config: str = "askd-base-e6d2"  # a shipped recipe (edge_askd/recipes)
 
 
 EXPERIMENT_PRESETS = {
     # The dynamic-context students (full-depth teacher copies): the defaults. CPU-sized, two runs side by side.
     "tiny.en-dyn": ExperimentPreset(
-        "tiny.en-dyn", "tiny.en", 60, 8, 1e-5, 5, 0.9, 1500, 80, 20, 40, "askd-tiny.en-dyn.toml"
+        "tiny.en-dyn", "tiny.en", 60, 8, 1e-5, 5, 0.9, 1500, 80, 20, 40, "askd-tiny.en-dyn"
     ),
-    "base-dyn": ExperimentPreset("base-dyn", "base", 60, 8, 1e-5, 5, 0.9, 1500, 80, 20, 40, "askd-base-dyn.toml"),
+    "base-dyn": ExperimentPreset("base-dyn", "base", 60, 8, 1e-5, 5, 0.9, 1500, 80, 20, 40, "askd-base-dyn"),
     # Shallow decoders (issue 4's experiment): a KD step (batch 8) takes about 9 s alone on 2 cores.
     "base": ExperimentPreset("base-e6d2", "base", 60, 8, 2e-4, 6, 0.95, 1500, 80, 20, 40),
     "tiny": ExperimentPreset("tiny-e2d1", "tiny.en", 12, 4, 3e-4, 2, 0.9, 40, 10, 6, 6),
@@ -83,10 +85,10 @@ def build_data(root: Path, synth_train: int, synth_dev: int, eval_clips: int, se
 
     synth_train / synth_dev: synthetic clips; eval_clips: size of `dev_eval`, the real dev subset (clean and
     telephone interleaved) scored during training."""
-    from .data.probes import build_probes
-    from .data.real_sets import build_real_sets, evaluation_transcripts
-    from .data.synth import SynthConfig, synthesise
-    from .data.text_corpus import cached_sentences
+    from ..data.probes import build_probes
+    from ..data.real_sets import build_real_sets, evaluation_transcripts
+    from ..data.synth import SynthConfig, synthesise
+    from ..data.text_corpus import cached_sentences
 
     root.mkdir(parents=True, exist_ok=True)
     real = build_real_sets(root / "real", ("clean-en", "telephone-en"))
@@ -156,7 +158,7 @@ def method_overrides(method: str, preset: ExperimentPreset, data: dict[str, Path
 
 def run_method(method: str, overrides: list[str], config: Path, log: Path) -> float:
     """One `edge-askd distill` run in its own process (resumes if a checkpoint exists); returns wall seconds."""
-    cmd = [sys.executable, "-m", "edge_askd.trainer", "--config", str(config)]
+    cmd = [sys.executable, "-m", "edge_askd.distill", "--config", str(config)]
     for o in overrides:
         cmd += ["--set", o]
     t0 = time.perf_counter()
@@ -173,8 +175,8 @@ def score_model(model: str, sets: dict[str, Path], threads: int, hyp_dir: Path |
     reference and hypothesis go to hyp_dir/<set>.jsonl, to see where the errors are."""
     from edge_askd_runtime.scoring import repeated_ngram_rate, wer
 
-    from .hf_transcriber import HFTranscriber
-    from .trainer import hallucinated
+    from ..hf_transcriber import HFTranscriber
+    from .evaluation import hallucinated
 
     tr = HFTranscriber(model, threads=threads)
     row: dict[str, float] = {}
@@ -275,14 +277,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="override the preset's step budget")
     ap.add_argument("--methods", default=",".join(RUN_ORDER))
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel (one thread each when > 1)")
-    ap.add_argument("--config", type=Path, default=None, help="recipe TOML (default: the preset's, under configs/)")
+    ap.add_argument("--config", type=Path, default=None, help="recipe TOML or name (default: the preset's)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra key=value for every run")
     args = ap.parse_args(argv)
     preset = EXPERIMENT_PRESETS[args.preset]
     if args.steps:
         preset = ExperimentPreset(**{**preset.__dict__, "steps": args.steps, "eval_every": max(args.steps // 3, 1)})
     methods = args.methods.split(",")
-    config = args.config or REPO / "configs" / preset.config
+    config = resolve_recipe(args.config or preset.config)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     data = build_data(out / "data", preset.synth_train, preset.synth_dev, preset.eval_clips)
@@ -299,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from edge_askd_export.parity import DEFAULT_CLIPS
 
-    from .real_clips import write_clips_manifest
+    from ..real_clips import write_clips_manifest
 
     sets = {k: data[k] for k in ("clean-en", "telephone-dev", "synth-dev", "probes")}
     sets["parity-7"] = write_clips_manifest(out / "data" / "parity-7.jsonl", DEFAULT_CLIPS)
