@@ -4,7 +4,7 @@ features: identical greedy tokens and first-step logits within 1e-3, on real and
 import numpy as np
 import pytest
 
-from edge_askd.teacher import KNOWN_TEACHERS, _module_dir, locate_model_parts
+from edge_askd.teacher.convert import KNOWN_TEACHERS, _module_dir, locate_model_parts
 from edge_askd_runtime.audio import load_audio
 from edge_askd_runtime.features import log_mel
 
