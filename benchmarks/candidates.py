@@ -85,7 +85,7 @@ class FasterWhisperCandidate:
     def __init__(self, model: str, compute_type: str, threads: int) -> None:
         from faster_whisper import WhisperModel
 
-        from edge_askd.teacher import _module_dir, locate_model_parts, teacher_package
+        from edge_askd.teacher.convert import _module_dir, locate_model_parts, teacher_package
 
         pkg = teacher_package(model)
         parts = locate_model_parts(pkg)
