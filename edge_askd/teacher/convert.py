@@ -173,30 +173,28 @@ def ct2_to_hf_state_dict(ct2: Ct2Model, enc_layers: int, dec_layers: int) -> dic
         linear(f"model.encoder.{conv}", f"encoder/{conv}")
     sd["model.encoder.embed_positions.weight"] = take("encoder/position_encodings/encodings")
     norm("model.encoder.layer_norm", "encoder/layer_norm")
+    def self_attention_and_ffn(hf: str, ct: str) -> None:
+        """What encoder and decoder layers share: self-attention (fused q/k/v) and the feed-forward block."""
+        norm(f"{hf}.self_attn_layer_norm", f"{ct}/self_attention/layer_norm")
+        fused(f"{hf}.self_attn", ["q_proj", "k_proj", "v_proj"], f"{ct}/self_attention/linear_0")
+        linear(f"{hf}.self_attn.out_proj", f"{ct}/self_attention/linear_1")
+        norm(f"{hf}.final_layer_norm", f"{ct}/ffn/layer_norm")
+        linear(f"{hf}.fc1", f"{ct}/ffn/linear_0")
+        linear(f"{hf}.fc2", f"{ct}/ffn/linear_1")
+
     for i in range(enc_layers):
-        e, c = f"model.encoder.layers.{i}", f"encoder/layer_{i}"
-        norm(f"{e}.self_attn_layer_norm", f"{c}/self_attention/layer_norm")
-        fused(f"{e}.self_attn", ["q_proj", "k_proj", "v_proj"], f"{c}/self_attention/linear_0")
-        linear(f"{e}.self_attn.out_proj", f"{c}/self_attention/linear_1")
-        norm(f"{e}.final_layer_norm", f"{c}/ffn/layer_norm")
-        linear(f"{e}.fc1", f"{c}/ffn/linear_0")
-        linear(f"{e}.fc2", f"{c}/ffn/linear_1")
+        self_attention_and_ffn(f"model.encoder.layers.{i}", f"encoder/layer_{i}")
 
     sd["model.decoder.embed_tokens.weight"] = take("decoder/embeddings/weight")
     sd["model.decoder.embed_positions.weight"] = take("decoder/position_encodings/encodings")
     norm("model.decoder.layer_norm", "decoder/layer_norm")
     for i in range(dec_layers):
         d, c = f"model.decoder.layers.{i}", f"decoder/layer_{i}"
-        norm(f"{d}.self_attn_layer_norm", f"{c}/self_attention/layer_norm")
-        fused(f"{d}.self_attn", ["q_proj", "k_proj", "v_proj"], f"{c}/self_attention/linear_0")
-        linear(f"{d}.self_attn.out_proj", f"{c}/self_attention/linear_1")
+        self_attention_and_ffn(d, c)
         norm(f"{d}.encoder_attn_layer_norm", f"{c}/attention/layer_norm")
         linear(f"{d}.encoder_attn.q_proj", f"{c}/attention/linear_0")
         fused(f"{d}.encoder_attn", ["k_proj", "v_proj"], f"{c}/attention/linear_1")
         linear(f"{d}.encoder_attn.out_proj", f"{c}/attention/linear_2")
-        norm(f"{d}.final_layer_norm", f"{c}/ffn/layer_norm")
-        linear(f"{d}.fc1", f"{c}/ffn/linear_0")
-        linear(f"{d}.fc2", f"{c}/ffn/linear_1")
 
     leftover = [k for k, v in ct2.variables.items() if v.ndim > 0 and k not in used]
     if leftover:
