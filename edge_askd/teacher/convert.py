@@ -173,6 +173,7 @@ def ct2_to_hf_state_dict(ct2: Ct2Model, enc_layers: int, dec_layers: int) -> dic
         linear(f"model.encoder.{conv}", f"encoder/{conv}")
     sd["model.encoder.embed_positions.weight"] = take("encoder/position_encodings/encodings")
     norm("model.encoder.layer_norm", "encoder/layer_norm")
+
     def self_attention_and_ffn(hf: str, ct: str) -> None:
         """What encoder and decoder layers share: self-attention (fused q/k/v) and the feed-forward block."""
         norm(f"{hf}.self_attn_layer_norm", f"{ct}/self_attention/layer_norm")
