@@ -146,11 +146,10 @@ def gate_optimum(out: Path, checkpoint: Path, side: Path, clip_names: tuple[str,
     """optimum's transcripts of the clips (optimum_check.py in the side environment) against PyTorch's greedy."""
     from edge_askd.real_clips import fetch_clip
     from edge_askd_runtime.tokenizer import Detokenizer
-    from edge_askd_runtime.transcriber import model_mel
 
     from .graphs import load_model
-    from .parity import build_references, settings_from_generation, text_gate
-    from .pipeline import _load_clips, _prompt
+    from .parity import pytorch_transcripts, text_gate
+    from .pipeline import _load_clips
 
     proc = _run_side([str(_CHECK), str(out), *(str(fetch_clip(name)) for name in clip_names)], side, threads)
     if proc.returncode != 0:
@@ -160,13 +159,10 @@ def gate_optimum(out: Path, checkpoint: Path, side: Path, clip_names: tuple[str,
     generation = json.loads((checkpoint / "generation_config.json").read_text())
     model = load_model(checkpoint)
     detok = Detokenizer.from_file(checkpoint / "tokenizer.json", first_special=generation["eos_token_id"])
-    settings = settings_from_generation(generation, _prompt(generation), model.config.max_target_positions)
     clips = _load_clips(clip_names)
-    refs = build_references(
-        model, clips, settings, lambda audio: model_mel(audio, True, model.config.num_mel_bins, []), detok, False
-    )
+    pytorch = pytorch_transcripts(model, generation, detok, clips, {"input": "padded_30s"})
     budget = ParityConfig().wer_budget
-    verdict = text_gate([clip.text for clip in clips], [r.text for r in refs], loaded["texts"], budget)
+    verdict = text_gate([clip.text for clip in clips], pytorch, loaded["texts"], budget)
     return {
         "loader": loaded["loader"],
         "clips": list(clip_names),

@@ -289,9 +289,29 @@ def gate(result: ParityResult, precision: str, config: ParityConfig, fp32_wer: f
     return result
 
 
+def pytorch_transcripts(model, generation: dict, detok, clips: list[EvalClip], mel: dict) -> list[str]:
+    """PyTorch's greedy texts of `clips`, with the runtime's token policy, on the input `mel` describes (the
+    manifest's "mel": input convention, tail and minimum frames): the reference of the gates of exports that have
+    no edge-askd manifest (sherpa-onnx, optimum)."""
+    from types import SimpleNamespace
+
+    from edge_askd.distill.student import prompt_ids
+    from edge_askd_runtime.transcriber import model_mel
+
+    settings = settings_from_generation(
+        generation, prompt_ids(SimpleNamespace(**generation)), model.config.max_target_positions
+    )
+    padded, n_mels = mel["input"] == "padded_30s", model.config.num_mel_bins
+    margins = (mel.get("tail_frames", 0), mel.get("min_frames", 0))
+    refs = build_references(
+        model, clips, settings, lambda audio: model_mel(audio, padded, n_mels, [], *margins), detok, False
+    )
+    return [r.text for r in refs]
+
+
 def settings_from_generation(generation: dict, prompt: list[int], max_target_positions: int) -> DecodeSettings:
     """The runtime's decoding settings from a checkpoint's generation_config.json (as an edge-askd manifest holds
-    them), for gates of exports that have no edge-askd manifest (sherpa-onnx, optimum)."""
+    them)."""
     return DecodeSettings(
         prompt=tuple(prompt),
         eos=generation["eos_token_id"],

@@ -16,9 +16,8 @@ from pathlib import Path
 
 from edge_askd_runtime.features import SAMPLE_RATE
 from edge_askd_runtime.scoring import normalise, wer
-from edge_askd_runtime.transcriber import model_mel
 
-from .parity import DEFAULT_CLIPS, ParityConfig, build_references, settings_from_generation, text_gate
+from .parity import DEFAULT_CLIPS, ParityConfig, pytorch_transcripts, text_gate
 
 SHERPA_PACKAGE = "sherpa-onnx"
 
@@ -63,22 +62,12 @@ def gate_sherpa_onnx(
 ) -> dict:
     """-> {"clips", "pytorch_wer", "runtime_wer"?, "variants": {precision: {"wer", "same_text_as_pytorch",
     "same_text_as_runtime"?, "passed", "reason"}}}; nothing is decided outside the returned dict."""
-    from .pipeline import _load_clips, _prompt
+    from .pipeline import _load_clips
 
     parity = parity or ParityConfig()
     clips = _load_clips(clip_names)
-    settings = settings_from_generation(generation, _prompt(generation), model.config.max_target_positions)
-    padded = mel["input"] == "padded_30s"
-    refs = build_references(
-        model,
-        clips,
-        settings,
-        lambda audio: model_mel(audio, padded, model.config.num_mel_bins, [], mel["tail_frames"], mel["min_frames"]),
-        detok,
-        with_logits=False,
-    )
     references = [clip.text for clip in clips]
-    pytorch = [r.text for r in refs]
+    pytorch = pytorch_transcripts(model, generation, detok, clips, mel)
     result: dict = {
         "tool": f"{SHERPA_PACKAGE} {_version()}",
         "clips": list(clip_names),
