@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from edge_askd.distill.config import DistillConfig, load_config
 from edge_askd.distill.dataset import BatchStream, epoch_batches
 from edge_askd.distill.length_aware import teacher_forced
 from edge_askd.distill.losses import hidden_mse_loss, teacher_topk, topk_kd_loss
+from edge_askd.distill.teacher_signal import CachedTeacher, LiveTeacher
 from edge_askd_runtime.errors import EdgeAskdError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,26 +235,32 @@ def test_teacher_cache_matches_live_teacher(manifests, tmp_path):
         hidden_weight=1.0,  # and the decoder hidden states at the loss positions
     )
     trainer = Trainer(cfg)
-    assert trainer.teacher is None and cache.is_file()
+    assert isinstance(trainer.teacher_source, CachedTeacher) and cache.is_file()
+    cache_in_use = trainer.teacher_source.cache
     batch = collate([trainer.train_set[i] for i in (0, 5)], trainer.pad_id)
     teacher, _ = load_teacher("tiny.en")
     with torch.no_grad():
         live_out = teacher_forced(teacher, batch["teacher_mel"], batch["dec_in"])
         s_logits, s_hidden = trainer.student_forward(batch["student_mel"], batch["frames"], batch["dec_in"])
-    cached = topk_kd_loss(s_logits, trainer.cache.topk(batch), batch["mask"])
+    cached = topk_kd_loss(s_logits, cache_in_use.topk(batch), batch["mask"])
     live = topk_kd_loss(s_logits, teacher_topk(live_out.logits, 16, 1.0), batch["mask"])
     assert torch.allclose(cached, live, rtol=1e-5), (cached, live)
+    # The trainer sees both sources through one call: the same argmax, and the cached top-k KD it computes
+    signal = trainer.teacher_source(batch)
+    live_signal = LiveTeacher(teacher, 1.0, nullcontext)(batch)
+    assert torch.equal(signal.argmax[batch["mask"].bool()], live_signal.argmax[batch["mask"].bool()])
+    assert torch.equal(signal.kd(s_logits, batch["mask"]), cached)
     # The hidden-state loss from the cache (fp16 states) equals the live teacher's.
-    assert trainer.cache.hidden_layers == sorted(set(trainer.layer_map))
-    cached_states = trainer.cache.hidden(batch)
+    assert cache_in_use.hidden_layers == sorted(set(trainer.layer_map))
+    cached_states = cache_in_use.hidden(batch)
     cached_mse = hidden_mse_loss(s_hidden, cached_states, trainer.layer_map, batch["mask"])
     live_mse = hidden_mse_loss(s_hidden, live_out.hidden, trainer.layer_map, batch["mask"])
     assert live_mse > 0 and torch.allclose(cached_mse, live_mse, rtol=1e-3), (cached_mse, live_mse)
     # a second trainer reuses the file instead of running the teacher again; without the hidden-state loss the
     # key differs, so a top-k-only cache is never taken for one with states
-    again = Trainer(cfg).cache
+    again = Trainer(cfg).teacher_source.cache
     assert again.entries[3][0].shape[1] == 16 and again.entries[3][2].dtype == torch.float16
-    assert Trainer(replace(cfg, hidden_weight=0.0)).cache.hidden_layers == []
+    assert Trainer(replace(cfg, hidden_weight=0.0)).teacher_source.cache.hidden_layers == []
     trainer.train()
     with (tmp_path / "run" / "train_log.csv").open() as f:
         first = next(csv.DictReader(f))  # before the teacher's weight has decayed
@@ -559,9 +567,10 @@ def test_effective_schedule_decides_whether_the_teacher_is_loaded(manifests, tmp
 
     # static_kd pins lambda constant whatever lambda_schedule says: no adaptive reference teacher is kept.
     trainer = Trainer(_cfg(manifests, tmp_path / "s", method="static_kd", lambda_schedule="adaptive"))
-    assert not trainer.adaptive and trainer._teacher_for_eval is None and trainer.teacher is not None
+    assert not trainer.adaptive and trainer._teacher_for_eval is None
+    assert isinstance(trainer.teacher_source, LiveTeacher)
     ce = Trainer(_cfg(manifests, tmp_path / "c", method="ce", lambda_schedule="adaptive"))
-    assert ce.teacher is None and ce._teacher_for_eval is None
+    assert ce.teacher_source is None and ce._teacher_for_eval is None
 
 
 def test_untranscribed_speech_trains_on_the_teacher_transcript(tmp_path, real_clip):

@@ -71,13 +71,20 @@ DRIVER = textwrap.dedent(
 )
 
 
-def _env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
+def _env(tmp: Path) -> dict:
+    # TMPDIR: torchrun leaves a torchelastic_* directory per launch in the temp dir; keep them in the test's.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), "TMPDIR": str(tmp)}
 
 
-def _run(cmd: list[str], kill_when: Path | None = None) -> int:
+def _run(cmd: list[str], tmp: Path, kill_when: Path | None = None) -> int:
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        cmd,
+        cwd=REPO,
+        env=_env(tmp),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     if kill_when is None:
         _, err = proc.communicate(timeout=240)
@@ -111,12 +118,14 @@ def runs(manifests, tmp_path_factory):  # noqa: F811
     }
     for name, cfg in configs.items():
         _write_toml(root / f"{name}.toml", cfg)
-    _run([*TORCHRUN, str(driver), str(root / "two.toml"), str(side)])
-    _run([sys.executable, "-m", "edge_askd.distill", "--config", str(root / "one.toml")])
+    tmp = root / "tmp"
+    tmp.mkdir()
+    _run([*TORCHRUN, str(driver), str(root / "two.toml"), str(side)], tmp)
+    _run([sys.executable, "-m", "edge_askd.distill", "--config", str(root / "one.toml")], tmp)
     command = [*TORCHRUN, "-m", "edge_askd.distill", "--config", str(root / "killed.toml")]
-    assert _run(command, kill_when=root / "killed" / "checkpoints" / "step-00000002") != 0
+    assert _run(command, tmp, kill_when=root / "killed" / "checkpoints" / "step-00000002") != 0
     assert not (root / "killed" / "student").exists()  # it really died mid-run
-    _run(command)
+    _run(command, tmp)
     return root
 
 

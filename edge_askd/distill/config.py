@@ -51,14 +51,14 @@ class DistillConfig:
     # on the first token and on where the sentence stops (edge_askd.distill.dataset.teacher_style).
     teacher_style: bool = True
     output_dir: str = "runs/distill"
-    # on-the-fly augmentation of training clips (distill_data.ClipAugment); student and live teacher hear the
+    # on-the-fly augmentation of training clips (dataset.ClipAugment); student and live teacher hear the
     # same augmented audio, drawn from (seed, epoch, clip index) so a resumed run replays it exactly
     augment: bool = False
     augment_p: float = 1.0  # share of training clips sent through the random chain at all
     augment_noise_dir: str = ""  # real-noise bank (`edge-askd data noise`); empty = coloured noise only
     augment_real_noise_p: float = 0.5  # with a bank: share of noise draws that use a real recording
     augment_p_reverb: float = 0.3  # share of clips in a simulated room (pyroomacoustics); 0 turns rooms off
-    # Joining clips with pauses (distill_data.ClipConcat): single-utterance training clips teach a student to end
+    # Joining clips with pauses (dataset.ClipConcat): single-utterance training clips teach a student to end
     # at the first pause; a share of examples made of 2..concat_max clips teaches it to go on after one.
     concat_p: float = 0.5
     concat_max: int = 6  # clips per joined example (up to the runtime's 28 s chunk)

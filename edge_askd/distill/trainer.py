@@ -7,7 +7,7 @@ Resumability: a checkpoint (written atomically every `checkpoint_every` optimize
 optimizer, LR scheduler, self-teacher (EMA/snapshot), adaptive-schedule state, RNG states and the data position
 (epoch, batch), and the batch order is a pure function of (seed, epoch). A run killed at any instant (kill -9)
 and restarted with the same command continues from the newest checkpoint with the same steps, data and losses
-(tests/test_distill_resume.py checks this bit for bit on CPU).
+(tests/test_distill.py checks this bit for bit on CPU, tests/test_distributed.py across two processes).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from .config import DistillConfig
 from .dataset import BatchStream, ClipAugment, ClipConcat, DistillDataset, TargetBuilder, collate, read_clips
 from .evaluation import Evaluator
 from .length_aware import teacher_forced
-from .losses import TopK, ce_loss, combine, hidden_mse_loss, kd_loss, topk_kd_loss
+from .losses import ce_loss, combine, hidden_mse_loss, kd_loss
 from .run_log import EVAL_FIELDS, LOG_FIELDS, append_row, format_cell, truncate_rows
 from .schedules import Schedules
 from .student import (
@@ -47,8 +47,7 @@ from .student import (
     save_student,
 )
 from .teacher_cache import TeacherCache, cache_key
-
-BF16_MIN_AGREEMENT = 0.98  # the teacher in bf16 must keep this share of its fp32 teacher-forced argmax tokens
+from .teacher_signal import CachedTeacher, LiveTeacher, choose_teacher_autocast
 
 
 class StudentForward(nn.Module):
@@ -211,17 +210,16 @@ class Trainer:
         self.adaptive = cfg.schedule_config().lambda_schedule == "adaptive"  # the effective schedule, not the raw key
 
     def _build_teacher(self, teacher: nn.Module) -> None:
+        """The source of the teacher's loss terms: live, cached top-k, or none (the CE baseline)."""
         cfg = self.cfg
-        # Teacher: live, cached top-k, or not at all (CE baseline).
-        self.teacher: nn.Module | None = None
-        self.cache: TeacherCache | None = None
+        self.teacher_source: LiveTeacher | CachedTeacher | None = None
         if cfg.uses_teacher and cfg.teacher_cache:
             # The hidden-state loss compares student layer i with teacher layer layer_map[i]: cache just those.
             hidden_layers = sorted(set(self.layer_map)) if cfg.hidden_weight > 0 else []
             path, key = Path(cfg.teacher_cache), cache_key(cfg, self.teacher_name, self.train_set, hidden_layers)
-            self.cache = TeacherCache.load(path, key)
-            if self.cache is None:
-                self.cache = TeacherCache.build(
+            cache = TeacherCache.load(path, key)
+            if cache is None:
+                cache = TeacherCache.build(
                     teacher,
                     self.train_set,
                     cfg.teacher_topk,
@@ -232,13 +230,18 @@ class Trainer:
                     hidden_layers,
                 )
                 if self.is_main:
-                    self.cache.save(path, key)
+                    cache.save(path, key)
+            self.teacher_source = CachedTeacher(cache, self.device)
         elif cfg.uses_teacher:
-            self.teacher = teacher.to(self.device)
+            teacher = teacher.to(self.device)
+            n = min(cfg.batch_size, len(self.train_set))
+            probe = self._move(collate([self.train_set[i] for i in range(n)], self.pad_id))
+            log = self._log if self.is_main else (lambda msg: None)
+            autocast = choose_teacher_autocast(teacher, cfg.teacher_precision, self.device, probe, cpu_has_bf16(), log)
+            self.teacher_source = LiveTeacher(teacher, cfg.temperature, autocast)
         # Used once, for the adaptive schedule's reference dev CE (moved to the device then).
         self._teacher_for_eval = teacher if self.adaptive else None
         del teacher
-        self.teacher_autocast = self._teacher_precision()
 
     def _build_optimisation(self) -> None:
         """The (DDP-wrapped) forward, AdamW with its LR schedule, and the self-teacher."""
@@ -260,37 +263,6 @@ class Trainer:
             for p in self.self_teacher.parameters():
                 p.requires_grad_(False)
         self.snapshot_every = cfg.snapshot_every or max(self.stream.batches_per_epoch // cfg.grad_accum, 1)
-
-    def _teacher_precision(self):
-        """The live teacher's autocast: bf16 on CUDA and on CPUs with native bf16 when a probe batch keeps >= 98 %
-        of its fp32 teacher-forced argmax tokens (a pure function of weights and data, so a resumed run makes the
-        same choice); fp32 otherwise. Measured on base with the quickstart data (Xeon with AMX): 98.9 % of the
-        tokens, the flips at near-ties where both distributions are close, for 2.8x the teacher's speed."""
-        cfg = self.cfg
-        bf16 = lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)  # noqa: E731
-        if self.teacher is None or cfg.teacher_precision == "fp32":
-            return nullcontext
-        if cfg.teacher_precision == "bf16" or self.device.type == "cuda":
-            return bf16
-        if not cpu_has_bf16():
-            return nullcontext
-        n = min(cfg.batch_size, len(self.train_set))
-        batch = self._move(collate([self.train_set[i] for i in range(n)], self.pad_id))
-        timings, argmax = {}, {}
-        for name, ctx in (("fp32", nullcontext), ("bf16", bf16)):
-            t0 = time.perf_counter()
-            with torch.no_grad(), ctx():
-                argmax[name] = teacher_forced(self.teacher, batch["teacher_mel"], batch["dec_in"]).logits.argmax(-1)
-            timings[name] = time.perf_counter() - t0
-        mask = batch["mask"].bool()
-        agree = float((argmax["fp32"] == argmax["bf16"])[mask].float().mean())
-        use = agree >= BF16_MIN_AGREEMENT
-        if self.is_main:
-            self._log(
-                f"teacher in bf16: {100 * agree:.1f} % of fp32's tokens, {timings['fp32'] / timings['bf16']:.1f}x "
-                f"its speed on a probe batch -> {'bf16' if use else 'fp32'}"
-            )
-        return bf16 if use else nullcontext
 
     # --- checkpoints --------------------------------------------------------------------------------------------
 
@@ -352,7 +324,8 @@ class Trainer:
     def train_step(self) -> dict:
         cfg, step = self.cfg, self.step
         lam, beta = self.schedules.lam(step), self.schedules.beta(step)
-        use_teacher = cfg.uses_teacher and lam >= cfg.kd_epsilon  # a negligible weight is not worth a teacher pass
+        # A negligible weight is not worth a teacher pass.
+        use_teacher = self.teacher_source is not None and lam >= cfg.kd_epsilon
         self.student.train()
         sums = dict.fromkeys(("loss", "ce", "kd", "hidden", "self_kd", "kd_kept"), 0.0)
         audio_seconds = 0.0
@@ -406,29 +379,13 @@ class Trainer:
         Examples where the teacher's own teacher-forced argmax matches under `kd_min_teacher_acc` of the reference
         keep their CE but get no teacher terms: there the teacher is wrong, and KD would teach its error."""
         cfg, mask = self.cfg, batch["mask"]
-        t_hidden = None
-        if self.cache is not None:
-            top = self._move_topk(self.cache.topk(batch))
-            argmax = top.ids[..., 0]
-            cached = self.cache.hidden(batch)
-            t_hidden = {t: h.to(self.device) for t, h in cached.items()} if cached is not None else None
-        else:
-            with torch.no_grad(), self.teacher_autocast():
-                out = teacher_forced(self.teacher, batch["teacher_mel"], batch["dec_in"])
-            argmax, t_hidden = out.logits.argmax(-1), out.hidden
-        keep = teacher_agreement(argmax, batch["labels"], mask) >= cfg.kd_min_teacher_acc
+        signal = self.teacher_source(batch)
+        keep = teacher_agreement(signal.argmax, batch["labels"], mask) >= cfg.kd_min_teacher_acc
         kd_mask = mask * keep[:, None].to(mask.dtype)
-        if self.cache is not None:
-            kd = topk_kd_loss(logits, top, kd_mask)
-        else:
-            kd = kd_loss(logits, out.logits, kd_mask, cfg.temperature)
         hid = None
-        if t_hidden is not None and cfg.hidden_weight > 0:
-            hid = hidden_mse_loss(hidden, t_hidden, self.layer_map, kd_mask)
-        return kd, hid, float(keep.float().mean())
-
-    def _move_topk(self, top: TopK) -> TopK:
-        return TopK(top.logprobs.to(self.device), top.ids.to(self.device), top.temperature)
+        if signal.hidden is not None and cfg.hidden_weight > 0:
+            hid = hidden_mse_loss(hidden, signal.hidden, self.layer_map, kd_mask)
+        return signal.kd(logits, kd_mask), hid, float(keep.float().mean())
 
     @torch.no_grad()
     def _update_self_teacher(self) -> None:
