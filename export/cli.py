@@ -66,6 +66,12 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="onnx-int8 encoder quantization; auto: dynamic, weight-only if dynamic fails the gate (default)",
     )
     parser.add_argument(
+        "--onnx-int8-decoder",
+        choices=("auto", "dynamic", "weight_only"),
+        default="auto",
+        help="onnx-int8 decoder quantization; auto: the target's (weight-only, dynamic on rpi4) (default)",
+    )
+    parser.add_argument(
         "--vocab",
         type=_vocab,
         default="full",
@@ -89,7 +95,12 @@ def run_export(args: argparse.Namespace) -> int:
         raise EdgeAskdError("edge-askd export: --target is required (or pass --format sherpa-onnx or optimum)")
     from .pipeline import ExportOptions, export_checkpoint, runs_in
 
-    options = ExportOptions(parity=parity_config(args), onnx_int8_encoder=args.onnx_int8_encoder, vocab=args.vocab)
+    options = ExportOptions(
+        parity=parity_config(args),
+        onnx_int8_encoder=args.onnx_int8_encoder,
+        onnx_int8_decoder=args.onnx_int8_decoder,
+        vocab=args.vocab,
+    )
     path = export_checkpoint(resolve_checkpoint(args.checkpoint), args.target, args.out, options)
     manifest = json.loads(path.read_text())
     for variant in manifest["variants"]:

@@ -145,7 +145,7 @@ def min_runtime(fmt: str, out_dir: Path, files: dict) -> dict:
         # Ops outside the standard ONNX domains run only where that runtime's contrib kernels exist.
         runtime_ops = sorted({f"{n.domain}.{n.op_type}" for n in nodes if n.domain not in ("", "ai.onnx")})
         if "com.microsoft.MatMulNBits" in runtime_ops:
-            version, why = MATMUL_NBITS_ORT, "8-bit MatMulNBits (int8 weight-only encoder)"
+            version, why = MATMUL_NBITS_ORT, "8-bit MatMulNBits (int8 weight-only encoder or decoder)"
     return {"package": package, "version": version, "why": why, "runtime_specific_ops": runtime_ops}
 
 

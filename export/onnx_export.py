@@ -134,8 +134,14 @@ def _quantize_weight_only(src: Path, dst: Path) -> None:
         op_types_to_quantize=("MatMul",),
         bits=8,
     )
-    quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), algo_config=config)
+    from .onnx_tied_projection import gather_from_weight_only_projection, untie_projection_for_weight_only
+
+    model = onnx.load(str(src))
+    table = untie_projection_for_weight_only(model)  # the decoder's tied table; None for the encoder
+    quantizer = MatMulNBitsQuantizer(model, algo_config=config)
     quantizer.process()
+    if table is not None and not gather_from_weight_only_projection(quantizer.model.model, table):
+        raise RuntimeError(f"{src}: the tied projection of {table} was not quantized as expected")
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
 
 

@@ -10,6 +10,11 @@ decoder step then runs an fp32 [d, 51864] MatMul. Measured on tiny.en (rpi4 expo
 After the rewrite the table is stored once, transposed ([d, V] uint8): the logits use DynamicQuantizeLinear +
 MatMulInteger on it (the same dynamic-quantization pattern as every other int8 MatMul), and the token lookup
 gathers one column of it (axis 1) and transposes that [d, 1, 1] slice back to [1, 1, d].
+
+The weight-only scheme (MatMulNBits) has the same problem in another form: its quantizer only takes a constant
+MatMul weight, so the projection is first made one (`untie_projection_for_weight_only`), and after quantization
+the token lookup is pointed at the head's uint8 blocks and dequantizes the rows it gathers
+(`gather_from_weight_only_projection`), instead of keeping the fp32 table for the Gather alone.
 """
 
 from __future__ import annotations
@@ -93,3 +98,86 @@ def _indices_shape(graph: onnx.GraphProto, name: str) -> list:
         if value.name == name:
             return [d.dim_value or d.dim_param for d in value.type.tensor_type.shape.dim]
     raise ValueError(f"shape of {name} unknown; the token Gather must read a graph input")
+
+
+def untie_projection_for_weight_only(model: onnx.ModelProto) -> str | None:
+    """Before MatMulNBits quantization: make the projection's `Transpose(table)` a constant [d, V] initializer so
+    the quantizer sees a plain MatMul weight. Returns the table's name (still read by the token Gather), or None."""
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    users = _consumers(graph)
+    for transpose in list(graph.node):
+        if transpose.op_type != "Transpose" or transpose.input[0] not in inits:
+            continue
+        table = transpose.input[0]
+        mms = users.get(transpose.output[0], [])
+        gathers = [n for n in users.get(table, []) if n.op_type == "Gather"]
+        if len(mms) != 1 or mms[0].op_type != "MatMul" or not gathers:
+            continue
+        weight = numpy_helper.to_array(inits[table])
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight.T), transpose.output[0]))
+        graph.node.remove(transpose)
+        return table
+    return None
+
+
+def gather_from_weight_only_projection(model: onnx.ModelProto, table: str, bits: int = 8) -> bool:
+    """After MatMulNBits quantization: the token Gather reads the projection's quantized blocks ([V, blocks,
+    block] uint8 with per-block scales, symmetric, zero point 2^(bits-1)) and dequantizes the rows it picks, so
+    the tied table is stored once, int8, instead of once int8 and once fp32 (106 MB for base)."""
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    users = _consumers(graph)
+    if bits != 8:
+        raise ValueError("only 8-bit blocks are gathered (one byte per weight)")
+    if table not in inits:
+        return False
+    vocab, d_model = numpy_helper.to_array(inits[table]).shape
+    proj = next(
+        (
+            n
+            for n in graph.node
+            if n.op_type == "MatMulNBits" and n.input[1] in inits and inits[n.input[1]].dims[0] == vocab
+        ),
+        None,
+    )
+    gathers = [n for n in users.get(table, []) if n.op_type == "Gather"]
+    if proj is None or not gathers or len(proj.input) > 3 and proj.input[3]:
+        return False  # no projection of this table, or an asymmetric one (zero points)
+    blocks, scales = proj.input[1], proj.input[2]
+    n_rows, n_blocks, block = inits[blocks].dims
+    scales_2d = f"{scales}_rows"
+    rows = numpy_helper.to_array(inits[scales]).reshape(n_rows, n_blocks)
+    graph.initializer.append(numpy_helper.from_array(rows, scales_2d))
+    graph.initializer.append(numpy_helper.from_array(np.array(float(2 ** (bits - 1)), np.float32), f"{table}_zero"))
+    for gather in gathers:
+        out, tokens, tag = gather.output[0], gather.input[1], gather.name or gather.output[0]
+        rank = len(_indices_shape(graph, tokens))
+        shape = f"{out}_shape"
+        graph.initializer.append(numpy_helper.from_array(np.array([0] * rank + [n_blocks * block], np.int64), shape))
+        padded = n_blocks * block != d_model  # the last block is zero-padded when d_model is not a multiple
+        lookup = [
+            helper.make_node("Gather", [blocks, tokens], [f"{out}_q"], axis=0, name=f"{tag}_rows"),
+            helper.make_node("Cast", [f"{out}_q"], [f"{out}_qf"], to=TensorProto.FLOAT, name=f"{tag}_cast"),
+            helper.make_node("Sub", [f"{out}_qf", f"{table}_zero"], [f"{out}_c"], name=f"{tag}_center"),
+            helper.make_node("Gather", [scales_2d, tokens], [f"{out}_s"], axis=0, name=f"{tag}_scales"),
+            helper.make_node("Unsqueeze", [f"{out}_s", f"{table}_last"], [f"{out}_s1"], name=f"{tag}_unsq"),
+            helper.make_node("Mul", [f"{out}_c", f"{out}_s1"], [f"{out}_blocks"], name=f"{tag}_scale"),
+            helper.make_node(
+                "Reshape", [f"{out}_blocks", shape], [f"{out}_padded" if padded else out], name=f"{tag}_row"
+            ),
+        ]
+        if padded:
+            ends = f"{out}_ends"
+            graph.initializer.append(numpy_helper.from_array(np.array([d_model], np.int64), ends))
+            lookup.append(
+                helper.make_node("Slice", [f"{out}_padded", f"{table}_zero_index", ends, f"{table}_last"], [out])
+            )
+        position = list(graph.node).index(gather)
+        graph.node.remove(gather)
+        for offset, node in enumerate(lookup):
+            graph.node.insert(position + offset, node)
+    graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), f"{table}_last"))
+    graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), f"{table}_zero_index"))
+    graph.initializer.remove(inits[table])
+    return True

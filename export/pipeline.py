@@ -68,6 +68,9 @@ class ExportOptions:
     # encoder is slower than the dynamic one (92 vs 58 ms per 10 s, 2 threads; fp32 127 ms), hence only as the
     # fallback.
     onnx_int8_encoder: str = "auto"
+    # onnx-int8 decoder: "dynamic", "weight_only" (the tied table stored once either way: onnx_tied_projection.py)
+    # or "auto", the target's choice (Target.onnx_int8_decoder, with its measurements).
+    onnx_int8_decoder: str = "auto"
     # Output vocabulary: "full", or a number of English tokens to keep (export/shortlist.py). Full by default:
     # no K that saves much keeps the transcripts unchanged on real speech (docs/vocab-shortlist/README.md).
     vocab: str | int = "full"
@@ -75,6 +78,8 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.onnx_int8_encoder not in ("auto", "dynamic", "weight_only"):
             raise ExportError(f"onnx_int8_encoder={self.onnx_int8_encoder!r}: use auto, dynamic or weight_only")
+        if self.onnx_int8_decoder not in ("auto", "dynamic", "weight_only"):
+            raise ExportError(f"onnx_int8_decoder={self.onnx_int8_decoder!r}: use auto, dynamic or weight_only")
         if self.vocab != "full" and not (isinstance(self.vocab, int) and self.vocab > 0):
             raise ExportError(f"vocab={self.vocab!r}: use full or a number of tokens (e.g. 32768)")
 
@@ -171,17 +176,17 @@ class _Builder:
         return self.described(dst, role)
 
     def build(
-        self, fmt: str, precision: str, encoder_scheme: str = "dynamic"
+        self, fmt: str, precision: str, encoder_scheme: str = "dynamic", decoder_scheme: str = "dynamic"
     ) -> tuple[dict, list[int] | None, dict | None]:
         """-> (files {role: rel}, TFLite buckets or None, TFLite {frames: {"encoder"/"decoder": signature}}).
 
-        encoder_scheme: the ONNX int8 encoder's quantization; the decoder's is always dynamic."""
+        encoder_scheme, decoder_scheme: the ONNX int8 encoder's and decoder's quantization."""
         if fmt == "onnx":
             src = self.onnx_fp32()
             if precision == "fp32":
                 files = src
             elif precision == "int8":
-                schemes = {"encoder": encoder_scheme, "decoder": "dynamic"}
+                schemes = {"encoder": encoder_scheme, "decoder": decoder_scheme}
                 files = {role: self.onnx_int8(role, scheme) for role, scheme in schemes.items()}
             elif precision == "fp16":
                 files = self.onnx_fp16()
@@ -266,6 +271,7 @@ def export_checkpoint(
     """
     options = options or ExportOptions()
     tgt = get_target(target)
+    decoder_scheme = tgt.onnx_int8_decoder if options.onnx_int8_decoder == "auto" else options.onnx_int8_decoder
     checkpoint = Path(checkpoint).expanduser()
     if not (checkpoint / "config.json").is_file():
         raise ModelError(f"{checkpoint}: not a Whisper checkpoint (no config.json); pass a checkpoint directory")
@@ -338,7 +344,7 @@ def export_checkpoint(
         start = time.perf_counter()
         first_scheme = "weight_only" if options.onnx_int8_encoder == "weight_only" else "dynamic"
         try:
-            files, variant_buckets, signatures = builder.build(fmt, precision, encoder_scheme=first_scheme)
+            files, variant_buckets, signatures = builder.build(fmt, precision, first_scheme, decoder_scheme)
         except EdgeAskdError:
             raise
         except Exception as exc:  # converter failures: keep the message, mark the variant invalid
@@ -365,7 +371,7 @@ def export_checkpoint(
             # What was quantized: int8 variants keep the front-end convs float unless options.quantize_convs.
             "quantization": (
                 {"convs": "int8" if options.quantize_convs else "float"}
-                | ({"encoder": first_scheme, "decoder": "dynamic"} if fmt == "onnx" else {})
+                | ({"encoder": first_scheme, "decoder": decoder_scheme} if fmt == "onnx" else {})
                 if precision == "int8"
                 else None
             ),

@@ -29,6 +29,11 @@ class Target:
     threads: int
     device: str  # default execution device of the first variant
     rationale: str
+    # The onnx-int8 decoder's scheme (onnx_export.quantize_int8). weight_only (MatMulNBits 8-bit, activations per
+    # block): on this x86 (AMD EPYC, 2 threads, base student, 10 s clip) 3.7-4.3 vs 4.7-5.0 ms/token for dynamic
+    # MatMulInteger, the same tokens on the parity clips. Its ARM64 kernel (ORT >= 1.23) uses the dot-product
+    # instructions a Pi 5 and a Jetson Orin have and a Pi 4's Cortex-A72 lacks, so the Pi 4 keeps dynamic.
+    onnx_int8_decoder: str = "weight_only"
 
 
 TARGETS: dict[str, Target] = {
@@ -38,6 +43,7 @@ TARGETS: dict[str, Target] = {
         4,
         "CPU",
         "Cortex-A72: int8 weights cut the memory traffic that bounds each decoder step; ORT's aarch64 kernels",
+        onnx_int8_decoder="dynamic",
     ),
     "rpi5": Target(
         "rpi5",

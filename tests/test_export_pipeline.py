@@ -315,6 +315,15 @@ def test_int8_variants_keep_front_end_convs_float(student_export):
     scheme = variants["onnx-int8"]["quantization"]["encoder"]
     quantized_op = {"dynamic": "DynamicQuantizeLinear", "weight_only": "MatMulNBits"}[scheme]
     assert any(n.op_type == quantized_op for n in graph.node)
+    # The decoder: the target's scheme ("all" takes the default, weight-only), its tied table stored once, int8
+    assert variants["onnx-int8"]["quantization"]["decoder"] == "weight_only"
+    decoder = onnx.load(str(student_export / variants["onnx-int8"]["files"]["decoder"])).graph
+    assert any(n.op_type == "MatMulNBits" for n in decoder.node) and not any(
+        n.op_type == "MatMulInteger" for n in decoder.node
+    )
+    config = json.loads((student_export / "config.json").read_text())
+    table = config["vocab_size"] * config["d_model"]
+    assert not [t for t in decoder.initializer if t.data_type == onnx.TensorProto.FLOAT and np.prod(t.dims) >= table]
 
     encoder = ov.Core().read_model(str(student_export / variants["openvino-int8"]["files"]["encoder"]))
     conv_weights = [op.input_value(1).get_node() for op in encoder.get_ops() if op.get_type_name() == "Convolution"]
@@ -390,7 +399,7 @@ def test_every_export_describes_itself(student_export):
             assert props["edge_askd_mel_input"] == "unpadded" and props["is_multilingual"] == "0"
             assert props["edge_askd_cache_in_graph"] == str(int(variant["precision"] == "fp16"))
         ops = variant["min_runtime"]["runtime_specific_ops"]
-        weight_only = (variant.get("quantization") or {}).get("encoder") == "weight_only"
+        weight_only = "weight_only" in {(variant.get("quantization") or {}).get(r) for r in ("encoder", "decoder")}
         assert ("com.microsoft.MatMulNBits" in ops) == weight_only, (variant["name"], ops)
         if variant["precision"] == "fp32":
             assert ops == []
@@ -415,8 +424,9 @@ def test_alignment_heads_follow_the_student_layers_or_are_removed_with_a_note(tm
 def test_runtime_older_than_the_variant_needs_is_one_upgrade_line(student_export, tmp_path):
     manifest = _manifest(student_export)
     by_name = {v["name"]: v for v in manifest["variants"]}
-    # Dynamic int8 (MatMulInteger) and fp32 graphs load from the format's floor, a weight-only encoder needs 1.23.
-    weight_only = by_name["onnx-int8"]["quantization"]["encoder"] == "weight_only"
+    # Dynamic int8 (MatMulInteger) and fp32 graphs load from the format's floor, a weight-only encoder or decoder
+    # (MatMulNBits 8-bit) needs 1.23.
+    weight_only = "weight_only" in {by_name["onnx-int8"]["quantization"][role] for role in ("encoder", "decoder")}
     assert by_name["onnx-int8"]["min_runtime"]["version"] == ("1.23.0" if weight_only else "1.17.0")
     assert by_name["onnx-fp32"]["min_runtime"]["version"] == "1.17.0"
     assert by_name["openvino-int8"]["min_runtime"]["package"] == "openvino"
@@ -696,7 +706,7 @@ def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(stude
     forced = ExportOptions(parity=parity, onnx_int8_encoder="weight_only")
     manifest = json.loads(export_checkpoint(student_checkpoint, "jetson-orin", tmp_path / "wo", forced).read_text())
     int8 = next(v for v in manifest["variants"] if v["name"] == "onnx-int8")
-    assert int8["quantization"] == {"convs": "float", "encoder": "weight_only", "decoder": "dynamic"}
+    assert int8["quantization"] == {"convs": "float", "encoder": "weight_only", "decoder": "weight_only"}
     assert int8["valid"], int8["parity"]
     encoder_graph = onnx.load(str(tmp_path / "wo" / int8["files"]["encoder"])).graph
     assert any(n.op_type == "MatMulNBits" for n in encoder_graph.node)
@@ -705,6 +715,8 @@ def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(stude
     assert text.strip()
     with pytest.raises(ExportError, match="onnx_int8_encoder='int4'"):
         export_checkpoint(student_checkpoint, "jetson-orin", tmp_path / "bad", ExportOptions(onnx_int8_encoder="int4"))
+    with pytest.raises(ExportError, match="onnx_int8_decoder='int4'"):
+        ExportOptions(onnx_int8_decoder="int4")
 
 
 def test_quantized_gate_judges_on_the_real_sets(student_checkpoint, tmp_path):

@@ -78,9 +78,43 @@ def test_rewrite_is_a_no_op_without_a_tied_projection(tmp_path):
 
 
 def test_exported_int8_decoder_has_an_int8_head(teacher_export):
+    import json
+
+    manifest = json.loads((teacher_export / "manifest.json").read_text())
+    int8 = next(v for v in manifest["variants"] if v["name"] == "onnx-int8")
+    assert int8["quantization"]["decoder"] == "dynamic"  # the Pi 4's choice (Target.onnx_int8_decoder)
     model = onnx.load(str(teacher_export / "onnx" / "decoder.int8.onnx"))
     producers = {o: n.op_type for n in model.graph.node for o in n.output}
     assert producers["logits"] == "Mul"
     assert "MatMulInteger" in [n.op_type for n in model.graph.node if n.name.endswith("_mmi")]
     big = [i for i in model.graph.initializer if np.prod(i.dims) > 10_000_000]
     assert big and all(i.data_type in (TensorProto.INT8, TensorProto.UINT8) for i in big)
+
+
+def test_weight_only_decoder_stores_the_tied_table_once_and_gathers_its_int8_rows(tmp_path):
+    """MatMulNBits (8-bit blocks) for the head, and the token lookup reads the same blocks: no fp32 table left,
+    the looked-up rows are the quantized table's, the logits those of the int8 head. d = 160 leaves the last
+    128-wide block padded, as a lookup must handle."""
+    table, mix = _tied_model(tmp_path / "fp32.onnx", vocab=600, d=160)
+    quantize_int8(tmp_path / "fp32.onnx", tmp_path / "wo.onnx", scheme="weight_only")
+    model = onnx.load(str(tmp_path / "wo.onnx"))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("MatMulNBits") == 2 and "Transpose" not in ops and "MatMulInteger" not in ops
+    floats = [i for i in model.graph.initializer if i.data_type == TensorProto.FLOAT and np.prod(i.dims) >= 600 * 160]
+    assert not floats  # the fp32 table is gone: the head's uint8 blocks are the only copy
+    blocks = [i for i in model.graph.initializer if i.data_type == TensorProto.UINT8 and i.dims[0] == 600]
+    assert len(blocks) == 1
+
+    # The embedding the graph looks up equals the int8-rounded table: compare through h = emb @ W.
+    probe = helper.make_tensor_value_info("emb", TensorProto.FLOAT, [1, 1, 160])
+    model.graph.output.append(probe)
+    onnx.save(model, str(tmp_path / "probe.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "probe.onnx"), providers=["CPUExecutionProvider"])
+    for token in (0, 13, 599):
+        logits, emb = session.run(None, {"token": np.array([[token]], dtype=np.int64)})
+        row = table[token]
+        assert emb.shape == (1, 1, 160) and np.abs(emb[0, 0] - row).max() < 0.02 * np.abs(row).max()
+        assert not np.array_equal(emb[0, 0], row)  # rounded to int8 blocks, not the float row
+        exact = (row @ mix) @ table.T
+        assert np.abs(logits[0, 0] - exact).max() < 0.05 * np.abs(exact).max()
+        assert int(np.argmax(logits[0, 0])) == int(np.argmax(exact))
