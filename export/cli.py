@@ -109,8 +109,12 @@ def run_export(args: argparse.Namespace) -> int:
         status = "ok" if variant["valid"] else f"INVALID ({parity.get('reason') or variant.get('error')})"
         if runs_in(variant):
             status += f"  runs in {runs_in(variant)}"
-        if (variant.get("quantization") or {}).get("dynamic_encoder"):
-            status += "  encoder weight-only (dynamic failed the gate)"
+        quantization = variant.get("quantization") or {}
+        if variant["valid"] and quantization.get("failed"):
+            tried = ", ".join(f"{f['encoder']}/{f['decoder']}" for f in quantization["failed"])
+            status += (
+                f"  encoder {quantization['encoder']}, decoder {quantization['decoder']} ({tried} failed the gate)"
+            )
         print(f"{variant['name']:16s} {size:7.1f} MB  {_evidence(parity)}  {status}")
     print(path)
     return 0

@@ -61,7 +61,7 @@ class ExportOptions:
     quantize_convs: bool = False
     # onnx-int8 encoder: "dynamic", "weight_only" or "auto". auto: when the dynamic scheme (activations quantized
     # per tensor) fails the parity gate, re-quantize the encoder weight-only (MatMulNBits, activations per block)
-    # and gate again; the decoder stays dynamic, whose tied int8 projection keeps its memory low. Measured on a
+    # and gate again (onnx_int8_schemes gives the order with the decoder's scheme). Measured on a
     # 221-step base-e6d2 student (7 clips, PyTorch WER 37.2 %; token agreement position-wise, as the gate measured
     # it then): dynamic encoder + decoder, token agreement 0.689, WER 39.4 % (fails); fp32 encoder + dynamic
     # decoder 0.978 / 36.2 %; weight-only encoder + dynamic decoder 0.966 / 35.1 % (passes). The weight-only
@@ -69,7 +69,8 @@ class ExportOptions:
     # fallback.
     onnx_int8_encoder: str = "auto"
     # onnx-int8 decoder: "dynamic", "weight_only" (the tied table stored once either way: onnx_tied_projection.py)
-    # or "auto", the target's choice (Target.onnx_int8_decoder, with its measurements).
+    # or "auto": the target's choice (Target.onnx_int8_decoder, with its measurements), the other scheme if no
+    # encoder scheme passes the gate with it.
     onnx_int8_decoder: str = "auto"
     # Output vocabulary: "full", or a number of English tokens to keep (export/shortlist.py). Full by default:
     # no K that saves much keeps the transcripts unchanged on real speech (docs/vocab-shortlist/README.md).
@@ -271,7 +272,7 @@ def export_checkpoint(
     """
     options = options or ExportOptions()
     tgt = get_target(target)
-    decoder_scheme = tgt.onnx_int8_decoder if options.onnx_int8_decoder == "auto" else options.onnx_int8_decoder
+    int8_schemes = onnx_int8_schemes(options, tgt)  # tried in order until one passes the gate
     checkpoint = Path(checkpoint).expanduser()
     if not (checkpoint / "config.json").is_file():
         raise ModelError(f"{checkpoint}: not a Whisper checkpoint (no config.json); pass a checkpoint directory")
@@ -342,9 +343,9 @@ def export_checkpoint(
     fp32_wer: dict[str, float] = {}
     for fmt, precision in sorted(wanted, key=lambda v: v[1] != "fp32"):  # fp32 first: baseline for the budget
         start = time.perf_counter()
-        first_scheme = "weight_only" if options.onnx_int8_encoder == "weight_only" else "dynamic"
+        first = int8_schemes[0]
         try:
-            files, variant_buckets, signatures = builder.build(fmt, precision, first_scheme, decoder_scheme)
+            files, variant_buckets, signatures = builder.build(fmt, precision, first["encoder"], first["decoder"])
         except EdgeAskdError:
             raise
         except Exception as exc:  # converter failures: keep the message, mark the variant invalid
@@ -370,8 +371,7 @@ def export_checkpoint(
             "signatures": signatures,
             # What was quantized: int8 variants keep the front-end convs float unless options.quantize_convs.
             "quantization": (
-                {"convs": "int8" if options.quantize_convs else "float"}
-                | ({"encoder": first_scheme, "decoder": decoder_scheme} if fmt == "onnx" else {})
+                {"convs": "int8" if options.quantize_convs else "float"} | (dict(first) if fmt == "onnx" else {})
                 if precision == "int8"
                 else None
             ),
@@ -400,8 +400,8 @@ def export_checkpoint(
             result, variant["runtime"] = gate_openvino_precision(check, precision)
         else:
             result, _ = check(None)
-            if fmt == "onnx" and precision == "int8" and not result.passed and options.onnx_int8_encoder == "auto":
-                result = _weight_only_encoder_retry(builder, manifest, out, variant, check, result)
+            if fmt == "onnx" and precision == "int8" and not result.passed and len(int8_schemes) > 1:
+                result = _retry_onnx_int8(builder, manifest, out, variant, check, result, int8_schemes)
         if precision == "fp32" and result.passed and wer_clips is None:
             fp32_wer[fmt] = result.wer
         variant["parity"] = result.to_dict()
@@ -515,29 +515,56 @@ def gate_openvino_precision(check, precision: str) -> tuple[ParityResult, dict]:
     return (pinned if pinned.passed else result), runtime
 
 
-def _weight_only_encoder_retry(builder: _Builder, manifest: dict, out: Path, variant: dict, check, failed):
-    """Re-quantize only the onnx-int8 encoder weight-only and gate again; keeps whichever result passes (else the
-    first, with its dynamic encoder file and manifest entry put back), and records both attempts."""
-    rel = variant["files"]["encoder"]
-    dynamic, entry = out / rel, dict(manifest["files"][rel])
-    aside = dynamic.with_name(f".{dynamic.name}.dynamic")
-    os.replace(dynamic, aside)
-    builder.onnx_int8("encoder", "weight_only")
-    add_files(manifest, out, [rel], "onnx", "int8")
-    retried, _ = check(None)
-    if not retried.passed:
-        os.replace(aside, dynamic)
-        manifest["files"][rel] = entry
-        variant["quantization"]["weight_only_encoder"] = {"wer": retried.wer, "reason": retried.reason}
+def onnx_int8_schemes(options: ExportOptions, target) -> list[dict[str, str]]:
+    """The {encoder, decoder} quantization schemes an onnx-int8 variant tries, in order, until one passes the gate.
+
+    auto encoder: dynamic (the fastest), then weight-only (closer to fp32 where activations have outliers). auto
+    decoder: the target's scheme, then the other one. The decoder's preference is kept across the encoder's
+    fallback: its scheme is the per-token cost, paid on every token."""
+    other = {"dynamic": "weight_only", "weight_only": "dynamic"}
+    encoders = ["dynamic", "weight_only"] if options.onnx_int8_encoder == "auto" else [options.onnx_int8_encoder]
+    if options.onnx_int8_decoder == "auto":
+        decoders = [target.onnx_int8_decoder, other[target.onnx_int8_decoder]]
+    else:
+        decoders = [options.onnx_int8_decoder]
+    return [{"encoder": e, "decoder": d} for d in decoders for e in encoders]
+
+
+def _retry_onnx_int8(builder: _Builder, manifest: dict, out: Path, variant: dict, check, failed, schemes):
+    """Re-quantize the onnx-int8 roles whose scheme changes and gate again, down the list of `schemes` (the first
+    is the one that failed); keeps the first that passes, else the first scheme's files and manifest entries put
+    back. `quantization.failed` records every scheme that failed, with its evidence."""
+    rels = {role: variant["files"][role] for role in ("encoder", "decoder")}
+    entries = {role: dict(manifest["files"][rel]) for role, rel in rels.items()}
+    aside = {role: (out / rel).with_name(f".{Path(rel).name}.first") for role, rel in rels.items()}
+    for role, rel in rels.items():
+        shutil.copyfile(out / rel, aside[role])
+
+    def evidence(scheme: dict, result) -> dict:
+        return {**scheme, "wer": result.wer, "token_agreement": result.token_agreement, "reason": result.reason}
+
+    record, current, passed = [evidence(schemes[0], failed)], dict(schemes[0]), None
+    for scheme in schemes[1:]:
+        for role in ("encoder", "decoder"):
+            if scheme[role] != current[role]:
+                builder.onnx_int8(role, scheme[role])
+                add_files(manifest, out, [rels[role]], "onnx", "int8")
+        current = dict(scheme)
+        result, _ = check(None)
+        if result.passed:
+            passed = result
+            break
+        record.append(evidence(scheme, result))
+    if passed is None:
+        for role, rel in rels.items():
+            os.replace(aside[role], out / rel)
+            manifest["files"][rel] = entries[role]
+        variant["quantization"]["failed"] = record
         return failed
-    aside.unlink()
-    variant["quantization"]["encoder"] = "weight_only"
-    variant["quantization"]["dynamic_encoder"] = {
-        "wer": failed.wer,
-        "token_agreement": failed.token_agreement,
-        "reason": failed.reason,
-    }
-    return retried
+    for path in aside.values():
+        path.unlink()
+    variant["quantization"].update(current, failed=record)
+    return passed
 
 
 def runs_in(variant: dict) -> str | None:

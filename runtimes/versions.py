@@ -19,8 +19,8 @@ def installed_versions(names: Iterable[str]) -> dict[str, str]:
 
 
 # The oldest runtime each artifact format loads in (pyproject's extras carry the same floors). ONNX graphs with
-# 8-bit MatMulNBits (the weight-only int8 encoder and decoder) need more: ORT >= 1.22 has the 8-bit kernel, 1.23 its ARM64
-# build (1.21.0 dies with an illegal instruction on a Raspberry Pi 4).
+# 8-bit MatMulNBits (the weight-only int8 encoder and decoder) need more: ORT >= 1.22 has the 8-bit kernel, 1.23
+# its ARM64 build (1.21.0 dies with an illegal instruction on a Raspberry Pi 4).
 RUNTIME_FLOORS = {
     "onnx": ("onnxruntime", "1.17.0"),
     "openvino": ("openvino", "2024.0.0"),

@@ -681,8 +681,9 @@ def test_weight_only_int8_encoder_is_int8_and_closer_to_fp32_than_dynamic(studen
 
 
 def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(student_checkpoint, tmp_path, real_clip):
-    """auto retries the encoder weight-only when dynamic fails the gate; when both fail (an impossible budget) the
-    dynamic encoder is restored and both attempts are in the manifest. weight_only forces the scheme."""
+    """auto retries the encoder weight-only when dynamic fails the gate, then both encoders with the other decoder
+    scheme; when all fail (an impossible budget) the first scheme's files are restored and every attempt is in the
+    manifest. weight_only forces the encoder's scheme."""
     import onnx
 
     from edge_askd_export.parity import ParityConfig
@@ -695,12 +696,25 @@ def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(stude
     manifest = json.loads(path.read_text())
     int8 = next(v for v in manifest["variants"] if v["name"] == "onnx-int8")
     assert not int8["valid"] and int8["quantization"]["encoder"] == "dynamic"
-    reason = int8["quantization"]["weight_only_encoder"]["reason"]
-    assert reason.startswith("WER ") and "+ budget -1000.00 on " in reason and "\n" not in reason
-    assert "clean-en" in reason and "telephone-dev" in reason and int8["parity"]["clips"] == 8
-    encoder = tmp_path / "auto" / int8["files"]["encoder"]
-    assert manifest["files"][int8["files"]["encoder"]]["sha256"] == sha256_file(encoder)
-    assert any(n.op_type == "DynamicQuantizeLinear" for n in onnx.load(str(encoder)).graph.node)
+    assert int8["quantization"]["decoder"] == "weight_only"  # the target's decoder scheme comes first
+    failed = int8["quantization"]["failed"]
+    tried = [(f["encoder"], f["decoder"]) for f in failed]
+    assert tried == [
+        ("dynamic", "weight_only"),
+        ("weight_only", "weight_only"),
+        ("dynamic", "dynamic"),
+        ("weight_only", "dynamic"),
+    ]
+    for attempt in failed:
+        reason = attempt["reason"]
+        assert reason.startswith("WER ") and "+ budget -1000.00 on " in reason and "\n" not in reason
+        assert "clean-en" in reason and "telephone-dev" in reason and 0 <= attempt["token_agreement"] <= 1
+    assert int8["parity"]["clips"] == 8
+    for role, op in (("encoder", "DynamicQuantizeLinear"), ("decoder", "MatMulNBits")):  # the first scheme's files
+        path = tmp_path / "auto" / int8["files"][role]
+        assert manifest["files"][int8["files"][role]]["sha256"] == sha256_file(path)
+        assert any(n.op_type == op for n in onnx.load(str(path)).graph.node), role
+    assert not list((tmp_path / "auto" / "onnx").glob(".*"))  # no set-aside copies left behind
 
     parity = _quick_parity(clips=STUDENT_CLIPS[:1], wer_budget=25.0, min_token_agreement=0.5)
     forced = ExportOptions(parity=parity, onnx_int8_encoder="weight_only")
