@@ -121,18 +121,16 @@ def untie_projection_for_weight_only(model: onnx.ModelProto) -> str | None:
     return None
 
 
-def gather_from_weight_only_projection(model: onnx.ModelProto, table: str, bits: int = 8) -> bool:
-    """After MatMulNBits quantization: the token Gather reads the projection's quantized blocks ([V, blocks,
-    block] uint8 with per-block scales, symmetric, zero point 2^(bits-1)) and dequantizes the rows it picks, so
-    the tied table is stored once, int8, instead of once int8 and once fp32 (106 MB for base)."""
+def gather_from_weight_only_projection(model: onnx.ModelProto, table: str) -> bool:
+    """After 8-bit MatMulNBits quantization: the token Gather reads the projection's quantized blocks ([V, blocks,
+    block] uint8, one byte per weight, per-block scales, symmetric: zero point 128) and dequantizes the rows it
+    picks, so the tied table is stored once, int8, instead of once int8 and once fp32 (106 MB for base)."""
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     users = _consumers(graph)
-    if bits != 8:
-        raise ValueError("only 8-bit blocks are gathered (one byte per weight)")
     if table not in inits:
         return False
-    vocab, d_model = numpy_helper.to_array(inits[table]).shape
+    vocab, d_model = inits[table].dims
     proj = next(
         (
             n
@@ -142,14 +140,14 @@ def gather_from_weight_only_projection(model: onnx.ModelProto, table: str, bits:
         None,
     )
     gathers = [n for n in users.get(table, []) if n.op_type == "Gather"]
-    if proj is None or not gathers or len(proj.input) > 3 and proj.input[3]:
+    if proj is None or not gathers or (len(proj.input) > 3 and proj.input[3]):
         return False  # no projection of this table, or an asymmetric one (zero points)
     blocks, scales = proj.input[1], proj.input[2]
     n_rows, n_blocks, block = inits[blocks].dims
     scales_2d = f"{scales}_rows"
     rows = numpy_helper.to_array(inits[scales]).reshape(n_rows, n_blocks)
     graph.initializer.append(numpy_helper.from_array(rows, scales_2d))
-    graph.initializer.append(numpy_helper.from_array(np.array(float(2 ** (bits - 1)), np.float32), f"{table}_zero"))
+    graph.initializer.append(numpy_helper.from_array(np.array(128.0, np.float32), f"{table}_zero"))
     for gather in gathers:
         out, tokens, tag = gather.output[0], gather.input[1], gather.name or gather.output[0]
         rank = len(_indices_shape(graph, tokens))

@@ -268,6 +268,11 @@ class DistillDataset:
         }
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A collated batch's tensors on `device`."""
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 def collate(items: list[dict], pad_id: int) -> dict:
     """Right-pad mels (zeros) and token sequences (EOT, mask 0); `length_aware` masks the mel padding."""
     n = len(items)

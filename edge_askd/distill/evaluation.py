@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .dataset import DistillDataset, collate
+from .dataset import DistillDataset, collate, to_device
 from .length_aware import teacher_forced
 from .losses import ce_loss
 from .student import greedy_decode
@@ -42,15 +42,12 @@ class Evaluator:
     def limit(self, n: int) -> int:
         return min(n, self.max_clips) if self.max_clips else n
 
-    def _move(self, batch: dict) -> dict:
-        return {k: v.to(self.device) for k, v in batch.items()}
-
     @torch.no_grad()
     def dev_ce(self, model: nn.Module, padded: bool) -> float:
         """Teacher-forced CE on the dev references (padded=True: the teacher's 30 s input)."""
         total, count = 0.0, 0
         for i in range(self.limit(len(self.dev_set))):
-            b = self._move(collate([self.dev_set[i]], self.pad_id))
+            b = to_device(collate([self.dev_set[i]], self.pad_id), self.device)
             if padded:
                 logits = teacher_forced(model, b["teacher_mel"], b["dec_in"]).logits
             else:

@@ -31,7 +31,16 @@ from edge_askd_runtime.atomic import atomic_write_text
 
 from .checkpoints import list_checkpoints, load_latest, rng_state, set_rng_state, write_checkpoint
 from .config import DistillConfig
-from .dataset import BatchStream, ClipAugment, ClipConcat, DistillDataset, TargetBuilder, collate, read_clips
+from .dataset import (
+    BatchStream,
+    ClipAugment,
+    ClipConcat,
+    DistillDataset,
+    TargetBuilder,
+    collate,
+    read_clips,
+    to_device,
+)
 from .evaluation import Evaluator
 from .length_aware import teacher_forced
 from .losses import ce_loss, combine, hidden_mse_loss, kd_loss
@@ -235,7 +244,7 @@ class Trainer:
         elif cfg.uses_teacher:
             teacher = teacher.to(self.device)
             n = min(cfg.batch_size, len(self.train_set))
-            probe = self._move(collate([self.train_set[i] for i in range(n)], self.pad_id))
+            probe = to_device(collate([self.train_set[i] for i in range(n)], self.pad_id), self.device)
             log = self._log if self.is_main else (lambda msg: None)
             autocast = choose_teacher_autocast(teacher, cfg.teacher_precision, self.device, probe, cpu_has_bf16(), log)
             self.teacher_source = LiveTeacher(teacher, cfg.temperature, autocast)
@@ -318,9 +327,6 @@ class Trainer:
 
     # --- one optimizer step -------------------------------------------------------------------------------------
 
-    def _move(self, batch: dict) -> dict:
-        return {k: v.to(self.device) for k, v in batch.items()}
-
     def train_step(self) -> dict:
         cfg, step = self.cfg, self.step
         lam, beta = self.schedules.lam(step), self.schedules.beta(step)
@@ -332,7 +338,7 @@ class Trainer:
         for micro in range(cfg.grad_accum):
             indices = self.stream.next()
             epoch = self.stream.position.epoch
-            batch = self._move(collate([self.train_set.example(i, epoch) for i in indices], self.pad_id))
+            batch = to_device(collate([self.train_set.example(i, epoch) for i in indices], self.pad_id), self.device)
             audio_seconds += float(batch["audio_seconds"].sum())
             last = micro == cfg.grad_accum - 1
             sync = nullcontext() if (last or self.world == 1) else self.student_forward.no_sync()
