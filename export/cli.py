@@ -61,9 +61,10 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     parser.add_argument(
         "--onnx-int8-encoder",
-        choices=("auto", "dynamic", "weight_only"),
+        choices=("auto", "smoothquant", "dynamic", "weight_only"),
         default="auto",
-        help="onnx-int8 encoder quantization; auto: dynamic, weight-only if dynamic fails the gate (default)",
+        help="onnx-int8 encoder quantization; auto: smoothquant (calibrated on real training clips, dynamic int8, "
+        "fc2 weight-only), weight-only if it fails the gate (default)",
     )
     parser.add_argument(
         "--onnx-int8-decoder",

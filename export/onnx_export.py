@@ -88,6 +88,9 @@ def quantize_int8(src: Path, dst: Path, quantize_convs: bool = False, scheme: st
     - "weight_only": MatMulNBits with 8-bit symmetric weights in blocks of `WEIGHT_ONLY_BLOCK` along K and
       activations quantized per block (accuracy_level 4). Per-tensor activation scales are what break an encoder
       whose activations have outliers; see `ExportOptions.onnx_int8_encoder` for the measurements.
+    - "mixed": dynamic, except the down projections (`down_projections`: fc2, after GELU) weight-only. For a
+      SmoothQuant-ed encoder (export/smoothquant.py), whose other inputs have lost their outliers and GELU's
+      output cannot.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -99,15 +102,19 @@ def quantize_int8(src: Path, dst: Path, quantize_convs: bool = False, scheme: st
                 str(dst), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["Conv"]
             )
         return dst
-    if scheme != "dynamic":
-        raise ValueError(f"unknown ONNX int8 scheme {scheme!r}; use dynamic or weight_only")
+    if scheme not in ("dynamic", "mixed"):
+        raise ValueError(f"unknown ONNX int8 scheme {scheme!r}; use dynamic, weight_only or mixed")
     quantize_dynamic(
         str(src),
         str(dst),
         weight_type=QuantType.QInt8,
         per_channel=True,
         op_types_to_quantize=["MatMul", "Gemm", "Gather", *(["Conv"] if quantize_convs else [])],
+        nodes_to_exclude=down_projections(src) if scheme == "mixed" else None,
     )
+    if scheme == "mixed":  # the down projections, left float above, weight-only (the only constant MatMuls left)
+        _quantize_weight_only(dst, dst)
+        return dst
     import onnx
 
     from .onnx_tied_projection import rewrite_tied_projection
@@ -116,6 +123,17 @@ def quantize_int8(src: Path, dst: Path, quantize_convs: bool = False, scheme: st
     if rewrite_tied_projection(model):  # the decoder's logits: keep the tied table int8 (see that module)
         onnx.save(model, str(dst))
     return dst
+
+
+def down_projections(path: Path) -> list[str]:
+    """The MatMuls whose constant weight maps a wider input to a narrower output ([K, N], K > N): in a Whisper
+    encoder exactly the FFN's fc2 (d_ffn -> d_model), the projection that reads GELU's output."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    shapes = {init.name: tuple(init.dims) for init in graph.initializer}
+    narrowing = {name for name, dims in shapes.items() if len(dims) == 2 and dims[0] > dims[1]}
+    return [node.name for node in graph.node if node.op_type == "MatMul" and node.input[1] in narrowing]
 
 
 WEIGHT_ONLY_BLOCK = 128  # base-e6d2 encoder, 7 clips: block 128 agreement 0.966 at 92 ms / 10 s; block 32 0.978 at 106

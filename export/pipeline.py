@@ -22,6 +22,7 @@ from edge_askd_runtime.transcriber import backend_spec, decode_settings, model_m
 from edge_askd_runtime.vocab import VocabMap
 
 from . import onnx_export
+from .calibration import CALIBRATION_CLIPS, calibration_audio
 from .graphs import GraphDims, load_model
 from .hf_files import write_hf_files
 from .manifest import add_files, base_manifest, min_runtime, write_manifest
@@ -41,6 +42,7 @@ from .shortlist import build_shortlist, shortlist_model
 from .targets import get_target
 
 DEFAULT_BUCKETS = (1000, 2000, 3000)  # static TFLite encoder lengths in mel frames (10, 20, 30 s)
+ENCODER_SCHEMES = ("smoothquant", "dynamic", "weight_only")  # onnx-int8 encoder quantizations, fastest first
 
 
 class ExportError(EdgeAskdError):
@@ -59,14 +61,14 @@ class ExportOptions:
     # encoder slower (ConvInteger: 369 vs 322 ms per 30 s); WER was unchanged (ONNX 0.0 float vs 2.1 int8, OpenVINO and
     # TFLite 2.1 both, PyTorch 2.1) and OpenVINO / TFLite encoder time equal. Float convs cost 1.6 MB (~4%).
     quantize_convs: bool = False
-    # onnx-int8 encoder: "dynamic", "weight_only" or "auto". auto: when the dynamic scheme (activations quantized
-    # per tensor) fails the parity gate, re-quantize the encoder weight-only (MatMulNBits, activations per block)
-    # and gate again (onnx_int8_schemes gives the order with the decoder's scheme). Measured on a
-    # 221-step base-e6d2 student (7 clips, PyTorch WER 37.2 %; token agreement position-wise, as the gate measured
-    # it then): dynamic encoder + decoder, token agreement 0.689, WER 39.4 % (fails); fp32 encoder + dynamic
-    # decoder 0.978 / 36.2 %; weight-only encoder + dynamic decoder 0.966 / 35.1 % (passes). The weight-only
-    # encoder is slower than the dynamic one (92 vs 58 ms per 10 s, 2 threads; fp32 127 ms), hence only as the
-    # fallback.
+    # onnx-int8 encoder: "smoothquant", "dynamic", "weight_only" or "auto". auto: smoothquant (export/smoothquant.py:
+    # calibrated on real training clips, dynamic int8 with fc2 weight-only), and when it fails the parity gate the
+    # encoder re-quantized weight-only (MatMulNBits, activations per block) and gated again (onnx_int8_schemes gives
+    # the order with the decoder's scheme). Measured on the untrained full-depth base student (AMD EPYC, 2 threads,
+    # one process; cross K/V SNR vs fp32 on parity-7 / clean-en / 60 telephone-dev clips): dynamic 115 ms per 10 s,
+    # 15.7 / 16.1 / 15.6 dB; smoothquant 119 ms, 23.4 / 22.0 / 23.3 dB; weight-only 166 ms, 26.6 / 24.4 / 23.5 dB.
+    # Plain dynamic failed the gate on a 221-step base-e6d2 student (token agreement 0.689, WER 39.4 % against
+    # PyTorch's 37.2 %; weight-only 0.966 / 35.1 %), hence no longer in auto.
     onnx_int8_encoder: str = "auto"
     # onnx-int8 decoder: "dynamic", "weight_only" (the tied table stored once either way: onnx_tied_projection.py)
     # or "auto": the target's choice (Target.onnx_int8_decoder, with its measurements), the other scheme if no
@@ -75,10 +77,11 @@ class ExportOptions:
     # Output vocabulary: "full", or a number of English tokens to keep (export/shortlist.py). Full by default:
     # no K that saves much keeps the transcripts unchanged on real speech (docs/vocab-shortlist/README.md).
     vocab: str | int = "full"
+    calibration_clips: int = CALIBRATION_CLIPS  # the smoothquant encoder's calibration (export/calibration.py)
 
     def __post_init__(self) -> None:
-        if self.onnx_int8_encoder not in ("auto", "dynamic", "weight_only"):
-            raise ExportError(f"onnx_int8_encoder={self.onnx_int8_encoder!r}: use auto, dynamic or weight_only")
+        if self.onnx_int8_encoder not in ("auto", *ENCODER_SCHEMES):
+            raise ExportError(f"onnx_int8_encoder={self.onnx_int8_encoder!r}: use auto, {', '.join(ENCODER_SCHEMES)}")
         if self.onnx_int8_decoder not in ("auto", "dynamic", "weight_only"):
             raise ExportError(f"onnx_int8_decoder={self.onnx_int8_decoder!r}: use auto, dynamic or weight_only")
         if self.vocab != "full" and not (isinstance(self.vocab, int) and self.vocab > 0):
@@ -131,10 +134,20 @@ class _Builder:
     """Produces each (format, precision) variant's files once, reusing intermediate artifacts (ONNX and TFLite fp32)."""
 
     def __init__(
-        self, model, dims: GraphDims, out_dir: Path, buckets: list[int], options: ExportOptions, describe=None
+        self,
+        model,
+        dims: GraphDims,
+        out_dir: Path,
+        buckets: list[int],
+        options: ExportOptions,
+        describe=None,
+        calibration_mel=None,
     ) -> None:
         self.model, self.dims, self.out, self.buckets, self.options = model, dims, out_dir, buckets, options
         self._tflite_fp32: tuple[bytes, dict] | None = None
+        # calibration_mel(audio) -> the runtime's mel of it, for the smoothquant encoder's calibration
+        self._calibration_mel = calibration_mel
+        self._maxima = None  # the calibration's activation maxima, once per export (a retry re-quantizes)
         # describe(role, cache_in_graph) -> an ONNX file's metadata_props (model_metadata.edge_askd_metadata)
         self._describe = describe
 
@@ -171,10 +184,30 @@ class _Builder:
         }
 
     def onnx_int8(self, role: str, scheme: str) -> Path:
-        """Quantize one role's fp32 ONNX file to `role`.int8.onnx (see onnx_export.quantize_int8 for `scheme`)."""
+        """Quantize one role's fp32 ONNX file to `role`.int8.onnx (see onnx_export.quantize_int8 for `scheme`; the
+        encoder's "smoothquant" is the smoothed encoder, exported for the purpose, quantized "mixed")."""
         src = self.onnx_fp32()[role]
-        dst = onnx_export.quantize_int8(src, src.with_name(f"{role}.int8.onnx"), self.options.quantize_convs, scheme)
+        dst = src.with_name(f"{role}.int8.onnx")
+        if role == "encoder" and scheme == "smoothquant":
+            smoothed = src.with_name(".encoder.smoothquant.fp32.onnx")
+            try:
+                onnx_export.export_encoder(self._smoothed_model(), smoothed)
+                onnx_export.quantize_int8(smoothed, dst, self.options.quantize_convs, "mixed")
+            finally:
+                smoothed.unlink(missing_ok=True)
+        else:
+            onnx_export.quantize_int8(src, dst, self.options.quantize_convs, scheme)
         return self.described(dst, role)
+
+    def _smoothed_model(self):
+        from .smoothquant import activation_maxima, smoothed_copy
+
+        if self._maxima is None:
+            if self._calibration_mel is None:
+                raise ExportError("the smoothquant encoder needs calibration audio: give the builder calibration_mel")
+            mels = (self._calibration_mel(audio) for audio in calibration_audio(self.options.calibration_clips))
+            self._maxima = activation_maxima(self.model, mels)
+        return smoothed_copy(self.model, self._maxima)
 
     def build(
         self, fmt: str, precision: str, encoder_scheme: str = "dynamic", decoder_scheme: str = "dynamic"
@@ -335,7 +368,15 @@ def export_checkpoint(
         names = (io[f"{role}_inputs"], io[f"{role}_outputs"])
         return edge_askd_metadata(whisper, role, *names, manifest["mel"], manifest["tokenizer"]["prompt"], io)
 
-    builder = _Builder(model, dims, out, buckets, options, describe)
+    builder = _Builder(
+        model,
+        dims,
+        out,
+        buckets,
+        options,
+        describe,
+        lambda audio: model_mel(audio, padded, dims.n_mels, [], *_margins(manifest)),
+    )
     # Per format (TFLite's bucketed input differs from the dynamic formats'): the fp32 variant's WER, the quantized
     # budget's baseline when both gates judge the same clips (legacy gate). With the WER sets the fp32 variant is
     # not decoded on them (it passed the strict gate: its tokens are PyTorch's), so PyTorch on the same input is
@@ -518,11 +559,12 @@ def gate_openvino_precision(check, precision: str) -> tuple[ParityResult, dict]:
 def onnx_int8_schemes(options: ExportOptions, target) -> list[dict[str, str]]:
     """The {encoder, decoder} quantization schemes an onnx-int8 variant tries, in order, until one passes the gate.
 
-    auto encoder: dynamic (the fastest), then weight-only (closer to fp32 where activations have outliers). auto
-    decoder: the target's scheme, then the other one. The decoder's preference is kept across the encoder's
-    fallback: its scheme is the per-token cost, paid on every token."""
+    auto encoder: smoothquant (nearly dynamic's speed, near weight-only's error), then weight-only (closest to fp32,
+    ~1.4x slower). auto decoder: the target's scheme, then the other one. The decoder's preference is kept across
+    the encoder's fallback: its scheme is the per-token cost, paid on every token."""
     other = {"dynamic": "weight_only", "weight_only": "dynamic"}
-    encoders = ["dynamic", "weight_only"] if options.onnx_int8_encoder == "auto" else [options.onnx_int8_encoder]
+    auto = ["smoothquant", "weight_only"]
+    encoders = auto if options.onnx_int8_encoder == "auto" else [options.onnx_int8_encoder]
     if options.onnx_int8_decoder == "auto":
         decoders = [target.onnx_int8_decoder, other[target.onnx_int8_decoder]]
     else:

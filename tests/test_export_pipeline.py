@@ -313,7 +313,11 @@ def test_int8_variants_keep_front_end_convs_float(student_export):
     assert all(weights[n.input[1]].data_type == onnx.TensorProto.FLOAT for n in convs)
     # the matmuls are int8, in whichever scheme passed the gate
     scheme = variants["onnx-int8"]["quantization"]["encoder"]
-    quantized_op = {"dynamic": "DynamicQuantizeLinear", "weight_only": "MatMulNBits"}[scheme]
+    quantized_op = {
+        "dynamic": "DynamicQuantizeLinear",
+        "smoothquant": "DynamicQuantizeLinear",
+        "weight_only": "MatMulNBits",
+    }[scheme]
     assert any(n.op_type == quantized_op for n in graph.node)
     # The decoder: the target's scheme ("all" takes the default, weight-only), its tied table stored once, int8
     assert variants["onnx-int8"]["quantization"]["decoder"] == "weight_only"
@@ -399,8 +403,9 @@ def test_every_export_describes_itself(student_export):
             assert props["edge_askd_mel_input"] == "unpadded" and props["is_multilingual"] == "0"
             assert props["edge_askd_cache_in_graph"] == str(int(variant["precision"] == "fp16"))
         ops = variant["min_runtime"]["runtime_specific_ops"]
-        weight_only = "weight_only" in {(variant.get("quantization") or {}).get(r) for r in ("encoder", "decoder")}
-        assert ("com.microsoft.MatMulNBits" in ops) == weight_only, (variant["name"], ops)
+        schemes = {(variant.get("quantization") or {}).get(r) for r in ("encoder", "decoder")}
+        nbits = bool(schemes & {"weight_only", "smoothquant"})  # smoothquant's fc2 is weight-only
+        assert ("com.microsoft.MatMulNBits" in ops) == nbits, (variant["name"], ops)
         if variant["precision"] == "fp32":
             assert ops == []
 
@@ -424,10 +429,11 @@ def test_alignment_heads_follow_the_student_layers_or_are_removed_with_a_note(tm
 def test_runtime_older_than_the_variant_needs_is_one_upgrade_line(student_export, tmp_path):
     manifest = _manifest(student_export)
     by_name = {v["name"]: v for v in manifest["variants"]}
-    # Dynamic int8 (MatMulInteger) and fp32 graphs load from the format's floor, a weight-only encoder or decoder
-    # (MatMulNBits 8-bit) needs 1.23.
-    weight_only = "weight_only" in {by_name["onnx-int8"]["quantization"][role] for role in ("encoder", "decoder")}
-    assert by_name["onnx-int8"]["min_runtime"]["version"] == ("1.23.0" if weight_only else "1.17.0")
+    # Dynamic int8 (MatMulInteger) and fp32 graphs load from the format's floor, a weight-only or smoothquant
+    # encoder or a weight-only decoder (MatMulNBits 8-bit) needs 1.23.
+    schemes = {by_name["onnx-int8"]["quantization"][role] for role in ("encoder", "decoder")}
+    nbits = bool(schemes & {"weight_only", "smoothquant"})
+    assert by_name["onnx-int8"]["min_runtime"]["version"] == ("1.23.0" if nbits else "1.17.0")
     assert by_name["onnx-fp32"]["min_runtime"]["version"] == "1.17.0"
     assert by_name["openvino-int8"]["min_runtime"]["package"] == "openvino"
     copy = tmp_path / "export"
@@ -681,7 +687,7 @@ def test_weight_only_int8_encoder_is_int8_and_closer_to_fp32_than_dynamic(studen
 
 
 def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(student_checkpoint, tmp_path, real_clip):
-    """auto retries the encoder weight-only when dynamic fails the gate, then both encoders with the other decoder
+    """auto retries the encoder weight-only when smoothquant fails the gate, then both encoders with the other decoder
     scheme; when all fail (an impossible budget) the first scheme's files are restored and every attempt is in the
     manifest. weight_only forces the encoder's scheme."""
     import onnx
@@ -695,14 +701,14 @@ def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(stude
     path = export_checkpoint(student_checkpoint, "jetson-orin", tmp_path / "auto", ExportOptions(parity=parity))
     manifest = json.loads(path.read_text())
     int8 = next(v for v in manifest["variants"] if v["name"] == "onnx-int8")
-    assert not int8["valid"] and int8["quantization"]["encoder"] == "dynamic"
+    assert not int8["valid"] and int8["quantization"]["encoder"] == "smoothquant"
     assert int8["quantization"]["decoder"] == "weight_only"  # the target's decoder scheme comes first
     failed = int8["quantization"]["failed"]
     tried = [(f["encoder"], f["decoder"]) for f in failed]
     assert tried == [
-        ("dynamic", "weight_only"),
+        ("smoothquant", "weight_only"),
         ("weight_only", "weight_only"),
-        ("dynamic", "dynamic"),
+        ("smoothquant", "dynamic"),
         ("weight_only", "dynamic"),
     ]
     for attempt in failed:
@@ -710,7 +716,8 @@ def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(stude
         assert reason.startswith("WER ") and "+ budget -1000.00 on " in reason and "\n" not in reason
         assert "clean-en" in reason and "telephone-dev" in reason and 0 <= attempt["token_agreement"] <= 1
     assert int8["parity"]["clips"] == 8
-    for role, op in (("encoder", "DynamicQuantizeLinear"), ("decoder", "MatMulNBits")):  # the first scheme's files
+    first = (("encoder", "DynamicQuantizeLinear"), ("encoder", "MatMulNBits"), ("decoder", "MatMulNBits"))
+    for role, op in first:  # the first scheme's files (smoothquant: dynamic, fc2 weight-only)
         path = tmp_path / "auto" / int8["files"][role]
         assert manifest["files"][int8["files"][role]]["sha256"] == sha256_file(path)
         assert any(n.op_type == op for n in onnx.load(str(path)).graph.node), role
@@ -782,3 +789,55 @@ def test_quantized_gate_judges_on_the_real_sets(student_checkpoint, tmp_path):
     assert variants["onnx-fp16"]["valid"], variants["onnx-fp16"]["parity"]["reason"]
     assert not variants["onnx-int8"]["valid"]
     assert variants["onnx-int8"]["parity"]["reason"].startswith("token agreement with PyTorch ")
+
+
+def test_smoothquant_encoder_is_exact_in_fp32_and_its_int8_closer_to_fp32_than_dynamic(
+    student_checkpoint, student_export, tmp_path, real_clip
+):
+    """The smoothquant encoder (export/smoothquant.py): calibrated on real training recordings, the smoothing alone
+    leaves the cross K/V unchanged (fp32, a clip calibration never saw); quantized "mixed" (dynamic, fc2 weight-only)
+    it is closer to fp32 than plain dynamic int8 of the unsmoothed encoder, and the original model is untouched."""
+    import onnx
+    import torch
+
+    from edge_askd_export.calibration import calibration_audio
+    from edge_askd_export.graphs import EncoderGraph, load_model
+    from edge_askd_export.onnx_export import down_projections, export_encoder, quantize_int8
+    from edge_askd_export.smoothquant import activation_maxima, smoothed_copy
+    from edge_askd_runtime.audio import load_audio
+    from edge_askd_runtime.transcriber import model_mel
+
+    model = load_model(student_checkpoint)
+    n_mels = model.config.num_mel_bins
+    calibration = calibration_audio(8)
+    assert len(calibration) == 8 and all(len(a) <= 28 * 16000 for a in calibration)
+    maxima = activation_maxima(model, (model_mel(a, False, n_mels, []) for a in calibration))
+    layers = model.config.encoder_layers
+    assert set(maxima) == {f"{i}.{k}" for i in range(layers) for k in ("attn_in", "attn_out", "ffn_in")} | {"cross_in"}
+    # the outliers it is for: some channel well above the typical one
+    assert max(float(v.max() / v.median()) for v in maxima.values()) > 3
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    smoothed = smoothed_copy(model, maxima)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+    mel = model_mel(load_audio(real_clip("arctic_a0009")), False, n_mels, [])
+    with torch.no_grad():
+        reference = EncoderGraph(model)(torch.from_numpy(mel))
+        same = EncoderGraph(smoothed)(torch.from_numpy(mel))
+    for a, b in zip(reference, same, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+    path = export_encoder(smoothed, tmp_path / "encoder.smooth.fp32.onnx")
+    fc2 = down_projections(path)
+    assert len(fc2) == layers
+    mixed = quantize_int8(path, tmp_path / "encoder.smoothquant.onnx", scheme="mixed")
+    graph = onnx.load(str(mixed)).graph
+    assert sum(n.op_type == "MatMulNBits" for n in graph.node) == layers  # fc2 only
+    assert sum(n.op_type == "MatMulInteger" for n in graph.node) > 0 and not any(
+        n.op_type == "MatMul" and n.input[1] in {t.name for t in graph.initializer} for n in graph.node
+    )
+    src = student_export / "onnx" / "encoder.fp32.onnx"
+    dynamic = quantize_int8(src, tmp_path / "encoder.dyn.onnx", scheme="dynamic")
+    fp32 = _encoder_output(src, mel)
+    rms = {p.name: float(np.sqrt(np.mean((_encoder_output(p, mel) - fp32) ** 2))) for p in (mixed, dynamic)}
+    assert rms[mixed.name] < 0.8 * rms[dynamic.name], rms

@@ -1,0 +1,159 @@
+"""Which int8 scheme for the ONNX Runtime encoder: speed and distance from fp32, each scheme beside the others.
+
+    python -m edge_askd_bench.encoder_schemes CHECKPOINT EXPORT_DIR [--schemes smoothquant,dynamic,weight_only]
+                                              [--max-clips 40] [--repeats 9] [--threads 2] [--json OUT]
+
+EXPORT_DIR is an export of CHECKPOINT with a valid onnx-fp32 variant: its encoder is the reference and its fp32
+decoder decodes every scheme's cross K/V, so the table isolates the encoder. Each scheme is built here as the
+exporter builds it (`onnx_export.quantize_int8`; smoothquant calibrated on the real training recordings of
+`export/calibration.py`). Speed: encoder ms at 5 and 10 s of real speech, the schemes interleaved in one process
+(median of --repeats). Accuracy, per set (the 7 parity clips, clean-en, telephone-dev; none used in calibration):
+cross K/V SNR against fp32 (dB, mean over clips and outputs), greedy token agreement with fp32 (aligned, as the
+parity gate counts it) and WER. Prints a Markdown table; speed figures come from this script, not from tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SCHEMES = ("smoothquant", "dynamic", "weight_only")
+
+
+def build_schemes(checkpoint: Path, fp32_encoder: Path, mel_of, schemes: list[str], out: Path) -> dict[str, Path]:
+    """{scheme: its int8 encoder file}, each quantized from `fp32_encoder` (smoothquant: from the smoothed
+    checkpoint) exactly as `edge-askd export` does."""
+    from edge_askd_export import onnx_export
+
+    files = {}
+    for scheme in schemes:
+        dst = out / f"encoder.{scheme}.onnx"
+        if scheme == "smoothquant":
+            from edge_askd_export.calibration import calibration_audio
+            from edge_askd_export.graphs import load_model
+            from edge_askd_export.smoothquant import activation_maxima, smoothed_copy
+
+            model = load_model(checkpoint)
+            maxima = activation_maxima(model, (mel_of(audio) for audio in calibration_audio()))
+            smoothed = onnx_export.export_encoder(smoothed_copy(model, maxima), out / "encoder.smoothed.fp32.onnx")
+            files[scheme] = onnx_export.quantize_int8(smoothed, dst, scheme="mixed")
+        else:
+            files[scheme] = onnx_export.quantize_int8(fp32_encoder, dst, scheme=scheme)
+    return files
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _snr_db(reference: list[np.ndarray], other: list[np.ndarray]) -> float:
+    return float(
+        np.mean(
+            [
+                10 * np.log10(np.sum(r**2) / max(np.sum((r - o) ** 2), 1e-20))
+                for r, o in zip(reference, other, strict=True)
+            ]
+        )
+    )
+
+
+def measure(
+    checkpoint: Path, export: Path, schemes: list[str], max_clips: int, repeats: int, threads: int
+) -> list[dict]:
+    from edge_askd.real_clips import REAL_CLIPS, fetch_clip
+    from edge_askd_export.parity import DEFAULT_CLIPS, EvalClip, ParityConfig, load_wer_sets
+    from edge_askd_runtime.audio import load_audio
+    from edge_askd_runtime.scoring import token_agreement, wer
+    from edge_askd_runtime.transcriber import Transcriber
+
+    from .run import dev_clips, length_clips
+
+    tr = Transcriber(export, backend="onnxruntime", precision="fp32", threads=threads)
+    fp32_encoder = tr.backend.spec.encoder
+    with tempfile.TemporaryDirectory(prefix="encoder-schemes-") as tmp:
+        files = {"fp32": fp32_encoder, **build_schemes(checkpoint, fp32_encoder, tr.mel, schemes, Path(tmp))}
+        sessions = {name: _session(path, threads) for name, path in files.items()}
+        rows = {
+            name: {"scheme": name, "file_mb": round(path.stat().st_size / 2**20, 1)} for name, path in files.items()
+        }
+
+        for length, audio in length_clips(dev_clips(), [5.0, 10.0]).items():
+            mel = tr.mel(audio)
+            times: dict[str, list[float]] = {name: [] for name in sessions}
+            for _ in range(repeats):
+                for name, session in sessions.items():
+                    start = time.perf_counter()
+                    session.run(None, {"mel": mel})
+                    times[name].append(time.perf_counter() - start)
+            for name, values in times.items():
+                rows[name][f"encoder_ms_{length:.0f}s"] = round(1000 * statistics.median(values), 1)
+
+        sets = {"parity-7": [EvalClip(n, load_audio(fetch_clip(n)), REAL_CLIPS[n].text) for n in DEFAULT_CLIPS]}
+        for clip in load_wer_sets(ParityConfig(max_clips_per_set=max_clips)):
+            sets.setdefault(clip.set, []).append(clip)
+        reference_encoder = tr.backend.encoder
+        for set_name, clips in sets.items():
+            tr.backend.encoder = reference_encoder
+            refs = [(tr.backend.run_encoder(tr.mel(c.audio)), tr.greedy_tokens(c.audio)) for c in clips]
+            for name, session in sessions.items():
+                tr.backend.encoder = session
+                outputs = [tr.backend.run_encoder(tr.mel(c.audio)) for c in clips]
+                tokens = [tr.greedy_tokens(c.audio) for c in clips]
+                hyps = [tr.transcribe(c.audio).text for c in clips]
+                rows[name][set_name] = {
+                    "clips": len(clips),
+                    "snr_db": round(float(np.mean([_snr_db(r[0], o) for r, o in zip(refs, outputs, strict=True)])), 1),
+                    "token_agreement": round(token_agreement(tokens, [r[1] for r in refs]), 4),
+                    "wer": round(100 * wer([c.text for c in clips], hyps), 2),
+                }
+        tr.backend.encoder = reference_encoder
+    return list(rows.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", type=Path, help="the checkpoint the export was made from (smoothquant needs it)")
+    p.add_argument("export", type=Path, help="an export directory with a valid onnx-fp32 variant")
+    p.add_argument("--schemes", default=",".join(SCHEMES))
+    p.add_argument("--max-clips", type=int, default=40, help="clips per real set (evenly spaced)")
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    schemes = [s for s in args.schemes.split(",") if s]
+    unknown = sorted(set(schemes) - set(SCHEMES))
+    if unknown:
+        p.error(f"--schemes: unknown {', '.join(unknown)}; use {', '.join(SCHEMES)}")
+    from edge_askd_runtime.errors import EdgeAskdError
+
+    try:
+        rows = measure(args.checkpoint, args.export, schemes, args.max_clips, args.repeats, args.threads)
+    except EdgeAskdError as exc:
+        sys.exit(f"error: {exc}")
+    sets = [k for k in rows[0] if isinstance(rows[0][k], dict)]
+    print(f"| encoder | MB | 5 s | 10 s | {' | '.join(sets)} |")
+    print("|---|---|---|---|" + "---|" * len(sets))
+    for r in rows:
+        cells = [f"{r[s]['snr_db']} dB, agree {r[s]['token_agreement']:.3f}, WER {r[s]['wer']:.2f} %" for s in sets]
+        speed = f"{r['encoder_ms_5s']} ms | {r['encoder_ms_10s']} ms"
+        print(f"| {r['scheme']} | {r['file_mb']} | {speed} | {' | '.join(cells)} |")
+    print("SNR and agreement against the fp32 encoder (fp32 decoder throughout); WER against the references.")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
