@@ -64,11 +64,11 @@ class ExportOptions:
     # onnx-int8 encoder: "smoothquant", "dynamic", "weight_only" or "auto". auto: smoothquant (export/smoothquant.py:
     # calibrated on real training clips, dynamic int8 with fc2 weight-only), and when it fails the parity gate the
     # encoder re-quantized weight-only (MatMulNBits, activations per block) and gated again (onnx_int8_schemes gives
-    # the order with the decoder's scheme). Measured on the untrained full-depth base student (AMD EPYC, 2 threads,
-    # one process; cross K/V SNR vs fp32 on parity-7 / clean-en / 60 telephone-dev clips): dynamic 115 ms per 10 s,
-    # 15.7 / 16.1 / 15.6 dB; smoothquant 119 ms, 23.4 / 22.0 / 23.3 dB; weight-only 166 ms, 26.6 / 24.4 / 23.5 dB.
-    # Plain dynamic failed the gate on a 221-step base-e6d2 student (token agreement 0.689, WER 39.4 % against
-    # PyTorch's 37.2 %; weight-only 0.966 / 35.1 %), hence no longer in auto.
+    # the order with the decoder's scheme). Measured (docs/encoder-int8): base student encoder at 10 s, 2 threads,
+    # smoothquant 117 ms, weight-only 158, dynamic 110; on the base teacher's weights (parity-7, clean-en, 40
+    # telephone-dev clips) smoothquant 24.2 / 23.7 / 24.8 dB from fp32 with weight-only's tokens on the first two
+    # and its agreement (0.988) on telephone, dynamic 16.5-16.7 dB and 0.97. Plain dynamic also failed the gate on a
+    # 221-step base-e6d2 student (token agreement 0.689), hence no longer in auto.
     onnx_int8_encoder: str = "auto"
     # onnx-int8 decoder: "dynamic", "weight_only" (the tied table stored once either way: onnx_tied_projection.py)
     # or "auto": the target's choice (Target.onnx_int8_decoder, with its measurements), the other scheme if no
