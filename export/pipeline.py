@@ -42,7 +42,7 @@ from .shortlist import build_shortlist, shortlist_model
 from .targets import get_target
 
 DEFAULT_BUCKETS = (1000, 2000, 3000)  # static TFLite encoder lengths in mel frames (10, 20, 30 s)
-ENCODER_SCHEMES = ("smoothquant", "dynamic", "weight_only")  # onnx-int8 encoder quantizations, fastest first
+ENCODER_SCHEMES = ("smoothquant", "dynamic", "weight_only")  # the onnx-int8 encoder's, see onnx_int8_schemes
 
 
 class ExportError(EdgeAskdError):
