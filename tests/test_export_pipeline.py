@@ -541,7 +541,8 @@ def test_teacher_export_all_formats(teacher_dir, tmp_path_factory, real_clip):
     from edge_askd_export.testing import export_once
 
     out = tmp_path_factory.getbasetemp() / "teacher_all"
-    manifest = json.loads(export_once(teacher_dir("tiny.en"), "all", out, ExportOptions(_quick_parity())).read_text())
+    options = ExportOptions(_quick_parity(), calibration_clips=8)  # padded to 30 s, 48 clips cost ~17 s
+    manifest = json.loads(export_once(teacher_dir("tiny.en"), "all", out, options).read_text())
     assert {(v["format"], v["precision"]) for v in manifest["variants"]} == ALL_VARIANTS
     assert all(v["valid"] for v in manifest["variants"]), [
         v.get("parity", {}).get("reason") for v in manifest["variants"]
@@ -841,3 +842,26 @@ def test_smoothquant_encoder_is_exact_in_fp32_and_its_int8_closer_to_fp32_than_d
     fp32 = _encoder_output(src, mel)
     rms = {p.name: float(np.sqrt(np.mean((_encoder_output(p, mel) - fp32) ** 2))) for p in (mixed, dynamic)}
     assert rms[mixed.name] < 0.8 * rms[dynamic.name], rms
+
+
+def test_encoder_schemes_bench_prints_each_scheme_beside_fp32(student_checkpoint, student_export, tmp_path, capsys):
+    """`python -m edge_askd_bench.encoder_schemes` on a real export: every scheme built as the exporter builds it,
+    timed and scored per set against fp32 (whose own row is exact), smoothquant closer to fp32 than dynamic."""
+    from edge_askd_bench.encoder_schemes import main
+
+    out = tmp_path / "schemes.json"
+    args = [str(student_checkpoint), str(student_export), "--schemes", "smoothquant,dynamic", "--max-clips", "2"]
+    assert main([*args, "--repeats", "1", "--json", str(out)]) == 0
+    rows = {r["scheme"]: r for r in json.loads(out.read_text())}
+    assert list(rows) == ["fp32", "smoothquant", "dynamic"]
+    sets = ("parity-7", "clean-en", "telephone-dev")
+    for row in rows.values():
+        assert row["encoder_ms_5s"] > 0 and row["encoder_ms_10s"] > 0 and row["file_mb"] > 0
+        assert [row[s]["clips"] for s in sets] == [7, 2, 2]
+    assert all(rows["fp32"][s]["token_agreement"] == 1.0 and rows["fp32"][s]["snr_db"] > 100 for s in sets)
+    assert rows["smoothquant"]["file_mb"] < 0.4 * rows["fp32"]["file_mb"]
+    assert all(rows["smoothquant"][s]["snr_db"] > rows["dynamic"][s]["snr_db"] for s in sets), rows
+    table = capsys.readouterr().out
+    assert "| smoothquant |" in table and "| dynamic |" in table and "telephone-dev" in table
+    with pytest.raises(SystemExit):
+        main([*args, "--schemes", "int4"])
