@@ -24,12 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMES = ("smoothquant", "dynamic", "weight_only")
-
 
 def build_schemes(checkpoint: Path, fp32_encoder: Path, mel_of, schemes: list[str], out: Path) -> dict[str, Path]:
-    """{scheme: its int8 encoder file}, each quantized from `fp32_encoder` (smoothquant: from the smoothed
-    checkpoint) exactly as `edge-askd export` does."""
+    """{scheme: its int8 encoder file}, each made by the exporter's own functions (smoothquant: calibrated on
+    export/calibration.py's recordings, through `mel_of`, the runtime's features)."""
     from edge_askd_export import onnx_export
 
     files = {}
@@ -38,12 +36,10 @@ def build_schemes(checkpoint: Path, fp32_encoder: Path, mel_of, schemes: list[st
         if scheme == "smoothquant":
             from edge_askd_export.calibration import calibration_audio
             from edge_askd_export.graphs import load_model
-            from edge_askd_export.smoothquant import activation_maxima, smoothed_copy
+            from edge_askd_export.smoothquant import export_smoothquant_encoder
 
-            model = load_model(checkpoint)
-            maxima = activation_maxima(model, (mel_of(audio) for audio in calibration_audio()))
-            smoothed = onnx_export.export_encoder(smoothed_copy(model, maxima), out / "encoder.smoothed.fp32.onnx")
-            files[scheme] = onnx_export.quantize_int8(smoothed, dst, scheme="mixed")
+            export_smoothquant_encoder(load_model(checkpoint), dst, (mel_of(a) for a in calibration_audio()))
+            files[scheme] = dst
         else:
             files[scheme] = onnx_export.quantize_int8(fp32_encoder, dst, scheme=scheme)
     return files
@@ -74,7 +70,8 @@ def measure(
 ) -> list[dict]:
     from edge_askd.real_clips import REAL_CLIPS, fetch_clip
     from edge_askd_export.parity import DEFAULT_CLIPS, EvalClip, ParityConfig, load_wer_sets
-    from edge_askd_runtime.audio import load_audio
+    from edge_askd_runtime.audio import SAMPLE_RATE, load_audio
+    from edge_askd_runtime.decoding import greedy_decode
     from edge_askd_runtime.scoring import token_agreement, wer
     from edge_askd_runtime.transcriber import Transcriber
 
@@ -103,39 +100,44 @@ def measure(
         sets = {"parity-7": [EvalClip(n, load_audio(fetch_clip(n)), REAL_CLIPS[n].text) for n in DEFAULT_CLIPS]}
         for clip in load_wer_sets(ParityConfig(max_clips_per_set=max_clips)):
             sets.setdefault(clip.set, []).append(clip)
-        reference_encoder = tr.backend.encoder
+
+        def greedy(cross: list[np.ndarray], clip) -> list[int]:  # Transcriber.greedy_tokens on given cross K/V
+            result = greedy_decode(tr.backend, cross, tr.settings, len(clip.audio) / SAMPLE_RATE, tr._cache)
+            return tr.vocab.to_full(result.tokens)
+
         for set_name, clips in sets.items():
-            tr.backend.encoder = reference_encoder
-            refs = [(tr.backend.run_encoder(tr.mel(c.audio)), tr.greedy_tokens(c.audio)) for c in clips]
+            mels = [tr.mel(c.audio) for c in clips]
+            refs = [sessions["fp32"].run(None, {"mel": mel}) for mel in mels]
+            ref_tokens = [greedy(cross, c) for cross, c in zip(refs, clips, strict=True)]
             for name, session in sessions.items():
-                tr.backend.encoder = session
-                outputs = [tr.backend.run_encoder(tr.mel(c.audio)) for c in clips]
-                tokens = [tr.greedy_tokens(c.audio) for c in clips]
+                outputs = [session.run(None, {"mel": mel}) for mel in mels]
+                tokens = [greedy(cross, c) for cross, c in zip(outputs, clips, strict=True)]
                 hyps = [tr.detokenizer.decode(t) for t in tokens]  # the gate's text: greedy, no VAD
                 rows[name][set_name] = {
                     "clips": len(clips),
-                    "snr_db": round(float(np.mean([_snr_db(r[0], o) for r, o in zip(refs, outputs, strict=True)])), 1),
-                    "token_agreement": round(token_agreement(tokens, [r[1] for r in refs]), 4),
+                    "snr_db": round(float(np.mean([_snr_db(r, o) for r, o in zip(refs, outputs, strict=True)])), 1),
+                    "token_agreement": round(token_agreement(tokens, ref_tokens), 4),
                     "wer": round(100 * wer([c.text for c in clips], hyps), 2),
                 }
-        tr.backend.encoder = reference_encoder
     return list(rows.values())
 
 
 def main(argv: list[str] | None = None) -> int:
+    from edge_askd_export.pipeline import ENCODER_SCHEMES
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path, help="the checkpoint the export was made from (smoothquant needs it)")
     p.add_argument("export", type=Path, help="an export directory with a valid onnx-fp32 variant")
-    p.add_argument("--schemes", default=",".join(SCHEMES))
+    p.add_argument("--schemes", default=",".join(ENCODER_SCHEMES))
     p.add_argument("--max-clips", type=int, default=40, help="clips per real set (evenly spaced)")
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     schemes = [s for s in args.schemes.split(",") if s]
-    unknown = sorted(set(schemes) - set(SCHEMES))
+    unknown = sorted(set(schemes) - set(ENCODER_SCHEMES))
     if unknown:
-        p.error(f"--schemes: unknown {', '.join(unknown)}; use {', '.join(SCHEMES)}")
+        p.error(f"--schemes: unknown {', '.join(unknown)}; use {', '.join(ENCODER_SCHEMES)}")
     from edge_askd_runtime.errors import EdgeAskdError
 
     try:

@@ -189,25 +189,17 @@ class _Builder:
         src = self.onnx_fp32()[role]
         dst = src.with_name(f"{role}.int8.onnx")
         if role == "encoder" and scheme == "smoothquant":
-            smoothed = src.with_name(".encoder.smoothquant.fp32.onnx")
-            try:
-                onnx_export.export_encoder(self._smoothed_model(), smoothed)
-                onnx_export.quantize_int8(smoothed, dst, self.options.quantize_convs, "mixed")
-            finally:
-                smoothed.unlink(missing_ok=True)
+            from .smoothquant import export_smoothquant_encoder
+
+            if self._maxima is None and self._calibration_mel is None:
+                raise ExportError("the smoothquant encoder needs calibration audio: give the builder calibration_mel")
+            mels = None
+            if self._maxima is None:
+                mels = (self._calibration_mel(audio) for audio in calibration_audio(self.options.calibration_clips))
+            self._maxima = export_smoothquant_encoder(self.model, dst, mels, self._maxima, self.options.quantize_convs)
         else:
             onnx_export.quantize_int8(src, dst, self.options.quantize_convs, scheme)
         return self.described(dst, role)
-
-    def _smoothed_model(self):
-        from .smoothquant import activation_maxima, smoothed_copy
-
-        if self._maxima is None:
-            if self._calibration_mel is None:
-                raise ExportError("the smoothquant encoder needs calibration audio: give the builder calibration_mel")
-            mels = (self._calibration_mel(audio) for audio in calibration_audio(self.options.calibration_clips))
-            self._maxima = activation_maxima(self.model, mels)
-        return smoothed_copy(self.model, self._maxima)
 
     def build(
         self, fmt: str, precision: str, encoder_scheme: str = "dynamic", decoder_scheme: str = "dynamic"

@@ -105,3 +105,28 @@ def smoothed_copy(model: nn.Module, maxima: dict[str, torch.Tensor], alpha: floa
         cross = [p for layer in decoder_layers for p in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj)]
         _fold_into_norm(smoothed.model.encoder.layer_norm, cross, _scales(maxima["cross_in"], cross, alpha))
     return smoothed
+
+
+def export_smoothquant_encoder(
+    model: nn.Module,
+    dst,
+    mels: Iterable[np.ndarray] | None = None,
+    maxima: dict[str, torch.Tensor] | None = None,
+    quantize_convs: bool = False,
+) -> dict[str, torch.Tensor]:
+    """The smoothquant int8 encoder of `model` at `dst`: calibrated on `mels` (or reusing `maxima` from an earlier
+    call), smoothed, exported and quantized "mixed"; the smoothed fp32 file is not kept. Returns the maxima."""
+    from pathlib import Path
+
+    from . import onnx_export
+
+    if maxima is None:
+        maxima = activation_maxima(model, mels if mels is not None else [])
+    dst = Path(dst)
+    smoothed = dst.with_name(f".{dst.stem}.smoothed.fp32.onnx")
+    try:
+        onnx_export.export_encoder(smoothed_copy(model, maxima), smoothed)
+        onnx_export.quantize_int8(smoothed, dst, quantize_convs, "mixed")
+    finally:
+        smoothed.unlink(missing_ok=True)
+    return maxima
