@@ -60,6 +60,10 @@ class QuickstartConfig:
     synth_dev_clips: int = 40
     eval_clips: int = 20  # real dev clips scored at the end of distillation
     accuracy_clips: int = 0  # clips per real set in the accuracy stage; 0 = every clip (CI-sized runs use fewer)
+    # The export's quantized parity gate: clips per real set (None: all 158) and the SmoothQuant calibration clips
+    # (None: the exporter's 48). CI-sized runs use fewer; a real run keeps the exporter's defaults.
+    parity_max_clips: int | None = None
+    calibration_clips: int | None = None
     max_steps: int = 0  # 0: as many as fit the budget (measured on this machine); > 0: exactly this many
     batch_size: int = 8
     lr: float = 1e-5  # the student starts as the teacher: a small step keeps what it knows (FUTO: 1e-6 at batch 1)
@@ -83,7 +87,7 @@ class QuickstartConfig:
             "data": ("synth_clips", "synth_dev_clips", "eval_clips", "seed"),
             "distill": ("budget_min", "student", "method", "max_steps", "batch_size", "lr", "threads", "seed")
             + ("static_kd_ce_weight", "distill_set"),
-            "export": ("target", "threads"),
+            "export": ("target", "threads", "parity_max_clips", "calibration_clips"),
             "accuracy": ("threads", "accuracy_clips"),
             "bench": ("peers", "lengths_s", "repeats", "threads"),
             "transcribe": ("clip", "threads"),
@@ -291,12 +295,16 @@ def stage_distill(cfg: QuickstartConfig, manifests: dict, stage_dir: Path, log: 
 
 
 def stage_export(cfg: QuickstartConfig, student: str, stage_dir: Path) -> dict:
+    from edge_askd_export.parity import ParityConfig
     from edge_askd_export.pipeline import ExportOptions, export_checkpoint, runs_in
     from edge_askd_runtime.transcriber import variant_files
 
     target = detect_target() if cfg.target == "auto" else cfg.target
     export_dir = stage_dir / target
-    manifest_path = export_checkpoint(student, target, export_dir, ExportOptions(threads=cfg.threads))
+    sized = {"calibration_clips": cfg.calibration_clips} if cfg.calibration_clips else {}
+    parity = ParityConfig(max_clips_per_set=cfg.parity_max_clips)
+    options = ExportOptions(threads=cfg.threads, parity=parity, **sized)
+    manifest_path = export_checkpoint(student, target, export_dir, options)
     manifest = json.loads(manifest_path.read_text())
     variants = [
         {

@@ -30,6 +30,8 @@ def _ci_config(out) -> QuickstartConfig:
         repeats=1,
         threads=2,
         accuracy_clips=6,
+        parity_max_clips=8,
+        calibration_clips=8,
     )
 
 
