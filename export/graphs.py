@@ -120,9 +120,12 @@ class DecoderStepGraph(nn.Module):
     """One greedy step: (token, offset, self K/V caches, cross K/V) -> (logits, new self K/V for this token), or
     with `cache_in_graph` (logits, the self K/V caches with this call's tokens written at `offset`)."""
 
-    def __init__(self, model: nn.Module, cache_in_graph: bool = False) -> None:
+    def __init__(self, model: nn.Module, cache_in_graph: bool = False, every_position: bool = False) -> None:
+        """every_position: logits for each of the T tokens ([1, T, V]), so one call can check a drafted continuation
+        (decoding.greedy_decode's `draft`); else only the last token's ([1, 1, V])."""
         super().__init__()
         self.cache_in_graph = cache_in_graph
+        self.every_position = every_position
         self.decoder = model.model.decoder
         self.proj_out = model.proj_out
         self.heads = model.config.decoder_attention_heads
@@ -167,7 +170,7 @@ class DecoderStepGraph(nn.Module):
 
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
-        logits = self.proj_out(self.decoder.layer_norm(x[:, -1:, :]))  # [1, 1, V]: only the last token picks
+        logits = self.proj_out(self.decoder.layer_norm(x if self.every_position else x[:, -1:, :]))
         if self.cache_in_graph:
             return (logits, *(write_slots(cache, new, offset) for cache, new in zip(self_kv, new_kv, strict=True)))
         return (logits, *new_kv)

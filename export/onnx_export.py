@@ -60,7 +60,8 @@ def export_decoder(model: torch.nn.Module, path: Path, cache_in_graph: bool = Fa
     """Decoder step; the cross K/V's source axis is dynamic so it pairs with the dynamic encoder, the token
     axis so the whole prompt goes in one call, the self-attention cache's slot axis so a step gets only the
     filled slots. `cache_in_graph`: all 448 slots in, the updated cache out (a fixed shape a GPU runtime keeps
-    on the device, see graphs.DecoderStepGraph)."""
+    on the device, see graphs.DecoderStepGraph). Logits come for every token of a call, so one call can verify a
+    drafted continuation (the previous partial's tokens, decoding.greedy_decode)."""
     dims = GraphDims.from_config(model.config)
     _, args = example_inputs(dims, frames=dims.max_mel_frames, tokens=PROMPT_EXAMPLE_TOKENS)
     source = torch.export.Dim("source", min=1, max=dims.max_source_positions)
@@ -70,7 +71,7 @@ def export_decoder(model: torch.nn.Module, path: Path, cache_in_graph: bool = Fa
     # forward(token, offset, *caches): the varargs form one nested entry.
     dynamic = ({1: tokens}, None, (slots,) * n_cache + ({2: source},) * n_cache)
     return _export(
-        DecoderStepGraph(model, cache_in_graph).eval(),
+        DecoderStepGraph(model, cache_in_graph, every_position=True).eval(),
         args,
         path,
         dims.decoder_input_names(),

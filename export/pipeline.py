@@ -114,11 +114,12 @@ def _io(dims: GraphDims, frames: str | int, dynamic_decoder: bool, cache_in_grap
             "token": [1, tokens],
             "offset": [1],
             "self_k/v": [1, dims.heads, slots, dims.head_dim],
-            "logits": [1, 1, dims.vocab_size],
+            "logits": [1, tokens, dims.vocab_size],
             **returned,
         },
         "cache_shapes": [cache] * (2 * dims.decoder_layers),
         "multi_token": dynamic_decoder,
+        "every_position_logits": dynamic_decoder,  # one row per fed token: a call can verify a draft
         "dynamic_cache": dynamic_decoder and not cache_in_graph,
         "cache_in_graph": cache_in_graph,
     }

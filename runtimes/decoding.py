@@ -24,6 +24,8 @@ class Backend(Protocol):
     # Whether one decoder call takes several tokens (the whole prompt), and whether it takes only the filled
     # cache slots; False: one token and all 448 slots per call (TFLite's static shapes, older exports).
     multi_token: bool
+    # Whether a call returns a logits row for every token fed (one call verifies a draft), or only the last one's.
+    every_position_logits: bool
     dynamic_cache: bool
     # Whether the decoder graph updates the cache itself and the backend keeps it (on its device, between calls):
     # the loop then passes no cache and gets no new K/V back (ONNX GPU variant).
@@ -40,9 +42,10 @@ class Backend(Protocol):
     def run_decoder_step(
         self, tokens: list[int], offset: int, cache: list[np.ndarray]
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """T tokens at positions offset.. -> (the last one's logits [V] float32, [new_k0, new_v0, ...] each
-        [1, H, T, Dh]); cache ([1, H, S, Dh] each) is read only. T > 1 only where `multi_token`; S < 448 only
-        where `dynamic_cache`; where `cache_in_graph`, cache is empty and so is the returned list."""
+        """T tokens at positions offset.. -> (logits [T, V] float32 where `every_position_logits`, else the last
+        token's [1, V]; [new_k0, new_v0, ...] each [1, H, T, Dh]); cache ([1, H, S, Dh] each) is read only.
+        T > 1 only where `multi_token`; S < 448 only where `dynamic_cache`; where `cache_in_graph`, cache is empty
+        and so is the returned list."""
         ...
 
 
@@ -76,6 +79,7 @@ class DecodeResult:
     tokens: list[int]  # generated tokens, without prompt and eos
     stop_reason: str  # "eos" | "token_cap" | "repetition" | "cache_full"
     steps: int = 0  # decoder calls
+    drafted: int = 0  # tokens of the draft accepted (decoded in the first call)
     step_seconds: list[float] = field(default_factory=list)
 
 
@@ -146,12 +150,18 @@ def write_cache(cache: list[np.ndarray], new_kv: list[np.ndarray], offset: int) 
         layer_cache[:, :, offset : offset + new.shape[2], :] = new
 
 
-def decoder_call(backend: Backend, tokens: list[int], offset: int, cache: list[np.ndarray]) -> np.ndarray:
-    """One decoder call for `tokens` at `offset`, the cache read and written back around it -> last logits [V]."""
+def decoder_rows(backend: Backend, tokens: list[int], offset: int, cache: list[np.ndarray]) -> np.ndarray:
+    """One decoder call for `tokens` at `offset`, the cache read and written back around it -> its logits rows
+    ([len(tokens), V] where the backend returns every position's, else [1, V])."""
     logits, new_kv = backend.run_decoder_step(tokens, offset, cache_input(backend, cache, offset))
     if not backend.cache_in_graph:
         write_cache(cache, new_kv, offset)
     return logits
+
+
+def decoder_call(backend: Backend, tokens: list[int], offset: int, cache: list[np.ndarray]) -> np.ndarray:
+    """One decoder call -> the last token's logits [V]."""
+    return decoder_rows(backend, tokens, offset, cache)[-1]
 
 
 def greedy_decode(
@@ -160,12 +170,19 @@ def greedy_decode(
     settings: DecodeSettings,
     audio_seconds: float,
     cache: list[np.ndarray],
+    draft: list[int] | tuple[int, ...] = (),
 ) -> DecodeResult:
     """Feed the prompt (in one call where the backend takes several tokens), then pick argmax one token per
     call until eos or a guard fires.
 
     `cache` is a list of [1, H, max_target_positions, Dh] float32 arrays (self_k0, self_v0, ...), reused across
     calls; only slots below the current offset are ever read, so it never needs clearing.
+
+    `draft`: a guess at the tokens (graph ids), e.g. a stream's last partial, decoded from the start of the same
+    audio. Where the backend returns every position's logits, the prompt and the draft go in one call and every
+    draft token that greedy decoding picks itself is taken from it (speculative decoding, with a draft that
+    cost nothing): the same tokens as without a draft, in fewer calls. A stale slot a rejected draft token left
+    in the cache sits at or past the offset, which no call reads.
     """
     backend.bind_cross(cross)
     cap = token_cap(settings, audio_seconds)
@@ -175,6 +192,23 @@ def greedy_decode(
     feed = prompt if backend.multi_token else prompt[:1]
     offset = 0
     reason = "cache_full"
+    drafted = 0
+    usable = backend.multi_token and backend.every_position_logits
+    draft = list(draft)[: max(0, min(cap, settings.max_target_positions - len(prompt) - 1))] if usable else []
+    if draft:
+        start = time.perf_counter()
+        rows = decoder_rows(backend, prompt + draft, 0, cache)
+        step_seconds.append(time.perf_counter() - start)
+        for i in range(len(draft) + 1):  # row len(prompt) - 1 + i predicts generated token i
+            stop = greedy_step(rows[len(prompt) - 1 + i], generated, settings, cap)
+            if stop is not None:
+                drafted = _shared_prefix(generated, draft)
+                return DecodeResult(generated, stop, steps=1, step_seconds=step_seconds, drafted=drafted)
+            if i == len(draft) or generated[-1] != draft[i]:
+                break
+        # The cache holds the prompt and the accepted draft tokens; the token just picked is fed next.
+        drafted = len(generated) - 1
+        offset, feed = len(prompt) + drafted, generated[-1:]
     while offset + len(feed) <= settings.max_target_positions:
         start = time.perf_counter()
         logits = decoder_call(backend, feed, offset, cache)
@@ -188,7 +222,12 @@ def greedy_decode(
             reason = stop
             break
         feed = generated[-1:]
-    return DecodeResult(generated, reason, steps=len(step_seconds), step_seconds=step_seconds)
+    return DecodeResult(generated, reason, steps=len(step_seconds), step_seconds=step_seconds, drafted=drafted)
+
+
+def _shared_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
 
 
 def forced_logits(backend: Backend, cross: list[np.ndarray], ids: list[int], cache: list[np.ndarray]) -> np.ndarray:

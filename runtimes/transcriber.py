@@ -151,6 +151,7 @@ def backend_spec(
         decoder_outputs=io["decoder_outputs"],
         threads=threads,
         multi_token=bool(io.get("multi_token")),
+        every_position_logits=bool(io.get("every_position_logits")),
         dynamic_cache=bool(io.get("dynamic_cache")),
         cache_in_graph=bool(io.get("cache_in_graph")),
         device=device,
@@ -416,7 +417,10 @@ class Transcriber:
             return None
         return sum((self.export_dir / rel).stat().st_size for rel in rels)
 
-    def transcribe(self, audio: str | Path | np.ndarray) -> Transcription:
+    def transcribe(self, audio: str | Path | np.ndarray, draft: list[int] | None = None) -> Transcription:
+        """draft: tokenizer ids expected at the start of the text (a stream's previous partial of this audio);
+        where the variant allows, they are checked in one decoder call instead of decoded one by one, and the
+        result is the same as without them (decoding.greedy_decode)."""
         t0 = time.perf_counter()
         timings = {"load_audio": 0.0, "features": 0.0, "encode": 0.0, "decode": 0.0}
         seconds = 0.0
@@ -440,7 +444,11 @@ class Transcriber:
             chunks = stream_chunks(timed_blocks(stream_audio(audio)))
         tokens: list[int] = []
         segments: list[Segment] = []
-        steps = 0
+        steps = drafted = 0
+        try:
+            graph_draft = self.vocab.to_graph(draft or [])
+        except ModelError:  # ids this export's shortlist cannot produce: not a draft of it
+            graph_draft = []
         settings = None if self.detect else self.settings
         language, probability = (None, None) if self.detect else (self.language, None)
         for chunk in chunks:
@@ -458,9 +466,13 @@ class Transcriber:
             if settings is None:  # language="auto": detected once per file, on its first speech
                 language, probability = self._detect(cross)
                 settings = self.vocab.settings(decode_settings(self.manifest, language, self.task))
-            result = greedy_decode(self.backend, cross, settings, len(chunk.audio) / SAMPLE_RATE, self._cache)
+            result = greedy_decode(
+                self.backend, cross, settings, len(chunk.audio) / SAMPLE_RATE, self._cache, draft=graph_draft
+            )
+            graph_draft = []  # it drafts the first chunk's text only
             timings["decode"] += time.perf_counter() - t
             steps += result.steps
+            drafted += result.drafted
             chunk_tokens = self.vocab.to_full(result.tokens)
             tokens += chunk_tokens
             text = self.detokenizer.decode(chunk_tokens).strip()
@@ -468,6 +480,7 @@ class Transcriber:
                 segments.append(chunk.segment(text, chunk_tokens))
         timings["total"] = time.perf_counter() - t0
         timings["decoder_steps"] = float(steps)
+        timings["drafted_tokens"] = float(drafted)
         return Transcription(
             text=" ".join(s.text for s in segments),
             tokens=tokens,

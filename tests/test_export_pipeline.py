@@ -117,6 +117,57 @@ def test_decoder_graph_takes_the_prompt_in_one_call_and_only_the_filled_cache(te
     assert torch.allclose(after_full, after_filled, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "export,backend,precision",
+    [
+        ("teacher_export", "onnxruntime", "fp32"),
+        ("teacher_export", "onnxruntime", "int8"),
+        ("student_export", "openvino", "fp16"),
+    ],
+)
+def test_a_draft_is_checked_in_one_call_and_changes_no_token(request, real_clip, export, backend, precision):
+    """Speculative decoding with a free draft (a stream's earlier partial): the prompt and the draft go in one
+    call, every draft token greedy decoding picks itself is taken, and the tokens are those of decoding without
+    a draft, whether the draft is right, a shorter cut's text, wrong from its first token, or too long."""
+    from edge_askd_runtime.audio import SAMPLE_RATE
+    from edge_askd_runtime.decoding import greedy_decode
+
+    export_dir = request.getfixturevalue(export)
+    hint = "f32" if backend == "openvino" else None
+    transcriber = Transcriber(export_dir, backend=backend, precision=precision, threads=1, precision_hint=hint)
+    assert transcriber.variant["io"]["every_position_logits"] and transcriber.backend.every_position_logits
+    settings, cache = transcriber.settings, transcriber._cache
+    accepted_from_partials = 0
+    for name in STUDENT_CLIPS:
+        audio = load_audio(real_clip(name))
+        cross = transcriber.backend.run_encoder(transcriber.mel(audio))
+        plain = greedy_decode(transcriber.backend, cross, settings, len(audio) / SAMPLE_RATE, cache)
+        assert plain.drafted == 0
+        if export == "teacher_export":  # (the untrained student may loop on one token)
+            assert len(plain.tokens) > 3 and plain.stop_reason == "eos"
+        partial = transcriber.vocab.to_graph(transcriber.transcribe(audio[: len(audio) * 2 // 3]).tokens)
+        drafts = {
+            "exact": plain.tokens,
+            "partial": partial,
+            "wrong": [plain.tokens[0] + 1] + plain.tokens[1:],
+            "too long": plain.tokens + plain.tokens[:5],
+        }
+        for kind, draft in drafts.items():
+            run = greedy_decode(transcriber.backend, cross, settings, len(audio) / SAMPLE_RATE, cache, draft=draft)
+            assert run.tokens == plain.tokens, (name, kind, backend, precision)
+            if plain.stop_reason != "eos":  # a loop cut by the repetition guard: its tokens are all that is compared
+                continue
+            assert run.steps == plain.steps - run.drafted, (name, kind)  # each accepted draft token saved one call
+            if kind in ("exact", "too long"):
+                assert run.drafted == len(plain.tokens), (name, kind)
+            elif kind == "wrong":
+                assert run.drafted == 0
+            else:
+                accepted_from_partials += run.drafted
+    if export == "teacher_export":  # a partial of two thirds of the clip carries the start of its text
+        assert accepted_from_partials >= len(STUDENT_CLIPS)
+
+
 # Not ONNX Runtime int8: its activations are quantized per tensor at run time, so the prompt's 4 rows share one
 # scale and its logits differ slightly from 4 one-row calls (the parity gate judges that variant's tokens).
 @pytest.mark.parametrize("backend,precision", [("onnxruntime", "fp32"), ("openvino", "int8"), ("openvino", "fp16")])

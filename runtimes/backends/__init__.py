@@ -26,6 +26,7 @@ class BackendSpec:
     decoder_outputs: list[str]
     threads: int | None = None
     multi_token: bool = False  # the decoder's token axis is dynamic: the whole prompt goes in one call
+    every_position_logits: bool = False  # a call returns logits for each token fed, not only the last (drafts)
     dynamic_cache: bool = False  # its cache slot axis is dynamic: a call gets only the filled slots
     cache_in_graph: bool = False  # it returns the updated cache: the adapter keeps it (on the device) across calls
     device: str = "CPU"  # onnxruntime: CPU|CUDA|TensorRT; openvino: CPU|GPU

@@ -62,6 +62,7 @@ class LiteRtBackend:
     name = "litert"
     # Static shapes: each decoder signature takes one token and all 448 cache slots.
     multi_token = False
+    every_position_logits = False
     dynamic_cache = False
     cache_in_graph = False
 
@@ -117,4 +118,4 @@ class LiteRtBackend:
         for i, value in enumerate(cache):
             decoder.write(2 + i, value)
         logits, *new_kv = decoder.run()
-        return logits[0, -1], new_kv
+        return logits[0], new_kv

@@ -41,6 +41,7 @@ class OnnxRuntimeBackend:
         # one slot per step would rebuild it on every step, so there the graph gets one token and all 448 slots.
         static = spec.device == "TensorRT"
         self.multi_token = spec.multi_token and not static
+        self.every_position_logits = self.multi_token and spec.every_position_logits
         self.dynamic_cache = spec.dynamic_cache and not static
         self.cache_in_graph = spec.cache_in_graph
         try:
@@ -85,7 +86,7 @@ class OnnxRuntimeBackend:
         feeds = {self._token_name: token, self._offset_name: self._offset, **self._feeds}
         feeds.update(zip(self._self_names, cache, strict=True))
         logits, *new_kv = self.decoder.run(self.spec.decoder_outputs, feeds)
-        return logits[0, -1], new_kv
+        return logits[0], new_kv
 
 
 class _DeviceCache:
@@ -120,12 +121,12 @@ class _DeviceCache:
         binding.bind_cpu_input(self._offset, offset)
         for name, value in zip(self._inputs, read, strict=True):
             binding.bind_ortvalue_input(name, value)
-        binding.bind_output(self._logits, "cpu")  # the only output the host reads, [1, 1, V]
+        binding.bind_output(self._logits, "cpu")  # the only output the host reads, [1, T or 1, V]
         for name, value in zip(self._outputs, write, strict=True):
             binding.bind_ortvalue_output(name, value)
         self._session.run_with_iobinding(binding)
         self._current = 1 - self._current
-        return binding.get_outputs()[0].numpy()[0, -1]
+        return binding.get_outputs()[0].numpy()[0]
 
 
 def _static_cache_shape(session, name: str) -> tuple[int, ...]:

@@ -34,6 +34,7 @@ class OpenVinoBackend:
             raise ModelError(f"{spec.encoder.parent}: OpenVINO cannot load the model ({first}); re-export it") from None
         self.spec = spec
         self.multi_token = spec.multi_token
+        self.every_position_logits = spec.multi_token and spec.every_position_logits
         self.dynamic_cache = spec.dynamic_cache
         # What the plugin actually runs in (bf16 on AVX512-BF16/AMX x86, f16 on ARM unless pinned): recorded by the
         # export's parity gate next to the variant.
@@ -68,4 +69,4 @@ class OpenVinoBackend:
         feeds.update(zip(self._self_names, cache, strict=True))
         results = self._dec_request.infer(feeds, share_inputs=True)
         logits, *new_kv = (results[port] for port in self._dec_outputs)
-        return np.array(logits[0, -1], copy=True), [np.array(t, copy=True) for t in new_kv]
+        return np.array(logits[0], copy=True), [np.array(t, copy=True) for t in new_kv]

@@ -322,12 +322,12 @@ class Engine:
     async def run(self, fn: Callable[[Any], T], priority: int = FINAL) -> T:
         return await asyncio.wrap_future(self.submit(fn, priority))
 
-    def transcribe_here(self, audio: np.ndarray) -> Transcription:
+    def transcribe_here(self, audio: np.ndarray, draft: list[int] | None = None) -> Transcription:
         """For a TranscriptionStream fed from inside a job: the model of the worker running it."""
         transcriber = getattr(self._local, "transcriber", None)
         if transcriber is None:
             raise RuntimeError("transcribe_here() called outside a worker thread")
-        return transcriber.transcribe(audio)
+        return transcriber.transcribe(audio, draft=draft)
 
     def _work(self, transcriber) -> None:
         self._local.transcriber = transcriber
