@@ -14,13 +14,18 @@ connection) decides which thread pays for it.
 
 Latency of a completed line = wall time from the arrival of its last speech frame to its final text, split into
 the endpoint wait (until the silence that ends the line has arrived), the time that audio waited for a driver
-that had fallen behind, and the compute after it. A transcription
-started speculatively `speculate_ms` into the pause is reused when the pause becomes the endpoint, so the compute
-part is then ~0.
+that had fallen behind, and the compute after it. A transcription started speculatively `speculate_ms` into the
+pause is reused when the pause becomes the endpoint, so the compute part is then ~0.
+
+The endpoint is also read from the words, as a person does (semantic endpointing): when the speculative text ends
+a sentence (". ? !"), the line completes at once, `speculate_ms` + one transcription after the speech, instead of
+waiting out `endpoint_ms`; a pause after "so," or mid-phrase still waits for the full endpoint. Whisper
+punctuates from the audio's prosody, so a falling, finished sentence is what ends a line early.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +37,10 @@ from .errors import AudioError
 from .results import Transcription
 from .vad import EnergyVad, VadConfig
 
-Transcribe = Callable[[np.ndarray], Transcription]
+# transcribe(audio) -> Transcription; one that also takes `draft=` (tokenizer ids: the line's previous text) is given
+# it, as Transcriber.transcribe is, and decodes the words already heard in one call.
+Transcribe = Callable[..., Transcription]
+SENTENCE_ENDS = (".", "?", "!")
 
 
 @dataclass
@@ -49,6 +57,9 @@ class StreamConfig:
     min_speech_ms: int = 120  # onset: this much consecutive speech starts a line
     min_utterance_speech_ms: int = 250  # energy gate: shorter blips (clicks, a cough) are dropped, not transcribed
     max_utterance_s: float = 28.0  # the runtime's chunk limit: a longer monologue is cut here
+    # Complete a line as soon as its speculative text ends a sentence (see the module doc); False: only the
+    # endpoint (or max_utterance_s) ends a line.
+    end_on_sentence: bool = True
     vad: VadConfig | None = None
     partials: bool = True
 
@@ -75,7 +86,8 @@ class LineCompleted:
     latency_ms: float  # last speech frame's arrival -> final text = endpoint_ms + behind_ms + compute_ms
     endpoint_ms: float  # ... waiting for the silence that ends the line to arrive
     behind_ms: float  # ... that silence waiting to be processed (the driver had fallen behind the audio)
-    compute_ms: float  # ... transcribing after that (~0 when the speculative result was reused)
+    compute_ms: float  # ... transcribing after that (~0 when the speculative result was reused at the endpoint)
+    ended_by: str = "endpoint"  # "endpoint" | "sentence" (its text ended a sentence) | "max_length" | "finish"
 
 
 Event = LineStarted | LineUpdated | LineCompleted
@@ -91,7 +103,9 @@ class _Line:
     last_speech_wall: float = 0.0  # when that frame arrived
     silence: int = 0  # samples of silence since then
     since_partial: int = 0
-    speculative: tuple[int, Transcription, float] | None = None  # (last_speech_end, result, compute seconds)
+    draft: list[int] = field(default_factory=list)  # tokens of its latest transcription: the next one's draft
+    # (last_speech_end it covers, result, when its transcription started, its wall time of arrival)
+    speculative: tuple[int, Transcription, float, float] | None = None
 
 
 class TranscriptionStream:
@@ -99,6 +113,7 @@ class TranscriptionStream:
 
     def __init__(self, transcribe: Transcribe, config: StreamConfig | None = None) -> None:
         self.transcribe = transcribe
+        self._drafts = _takes_draft(transcribe)
         self.config = config or StreamConfig()
         self.vad = EnergyVad(self.config.vad)
         self.frame = self.vad.frame
@@ -166,7 +181,7 @@ class TranscriptionStream:
             self._line.audio.append(self._pending)
         self._pending = np.zeros(0, dtype=np.float32)
         if self._line is not None:
-            self._complete(events, endpoint_wall=time.perf_counter())
+            self._complete(events, endpoint_wall=time.perf_counter(), ended_by="finish")
         return events
 
     def _frame(self, chunk: np.ndarray, wall: float, partial_ok: bool, events: list[Event]) -> None:
@@ -192,7 +207,8 @@ class TranscriptionStream:
             line.silence += self.frame
         too_long = self.received - line.start >= cfg.max_utterance_s * SAMPLE_RATE
         if line.silence >= self._ms(cfg.endpoint_ms) or too_long:
-            self._complete(events, endpoint_wall=wall)
+            ended_by = "endpoint" if line.silence >= self._ms(cfg.endpoint_ms) else "max_length"
+            self._complete(events, endpoint_wall=wall, ended_by=ended_by)
         elif (
             cfg.speculate_ms
             and line.silence >= self._ms(max(cfg.speculate_ms, cfg.tail_ms))
@@ -200,24 +216,31 @@ class TranscriptionStream:
             and self._enough_speech(line)
         ):
             # The final audio ends tail_ms after the last speech, which has arrived by now.
-            result, cost = self._timed(self._final_audio(line))
-            line.speculative = (line.last_speech_end, result, cost)
+            started = time.perf_counter()
+            result, _ = self._timed(self._final_audio(line), line)
+            line.speculative = (line.last_speech_end, result, started, wall)
+            if cfg.end_on_sentence and result.text.rstrip().endswith(SENTENCE_ENDS):
+                self._complete(events, endpoint_wall=wall, ended_by="sentence")
         elif (
             cfg.partials
             and partial_ok
+            and speech  # a pause may be the end: its speculative final is due, a partial would only delay it
             and line.since_partial >= max(cfg.partial_every_ms / 1000, 3 * self._last_cost_s) * SAMPLE_RATE
         ):
             # Partials only when cheap next to their interval, so that they rarely delay the final line.
             line.since_partial = 0
-            result, _ = self._timed(np.concatenate(line.audio))
+            result, _ = self._timed(np.concatenate(line.audio), line)
             events.append(LineUpdated(line.index, result.text.strip(), line.start / SAMPLE_RATE))
 
     def _enough_speech(self, line: _Line) -> bool:
         return line.speech_frames * self.frame_ms >= self.config.min_utterance_speech_ms
 
-    def _timed(self, audio: np.ndarray) -> tuple[Transcription, float]:
+    def _timed(self, audio: np.ndarray, line: _Line) -> tuple[Transcription, float]:
         start = time.perf_counter()
-        result = self.transcribe(audio)
+        # A line's audio only grows, so its previous text is a draft of this one (a partial's words are mostly
+        # the final's): checked in one decoder call, it leaves only the new words to decode one by one.
+        result = self.transcribe(audio, draft=line.draft) if self._drafts and line.draft else self.transcribe(audio)
+        line.draft = list(result.tokens)
         self._last_cost_s = time.perf_counter() - start
         return result, self._last_cost_s
 
@@ -226,7 +249,7 @@ class TranscriptionStream:
         keep = max(0, line.last_speech_end - line.start + self._ms(self.config.tail_ms))
         return audio[:keep] if keep else audio
 
-    def _complete(self, events: list[Event], endpoint_wall: float) -> None:
+    def _complete(self, events: list[Event], endpoint_wall: float, ended_by: str) -> None:
         line = self._line
         assert line is not None
         self._line, self._preroll, self._speech_run = None, np.zeros(0, dtype=np.float32), 0
@@ -235,8 +258,10 @@ class TranscriptionStream:
         if self._enough_speech(line):  # Whisper hallucinates ("Thank you.") on scraps
             if line.speculative is not None and line.speculative[0] == line.last_speech_end:
                 result = line.speculative[1]  # same audio as _final_audio(): no speech arrived since
+                if ended_by == "sentence":  # this very transcription decided the end: it is the compute
+                    compute_start = line.speculative[2]
             else:
-                result, _ = self._timed(self._final_audio(line))
+                result, _ = self._timed(self._final_audio(line), line)
             text = result.text.strip()
         done = time.perf_counter()
         completed = LineCompleted(
@@ -248,10 +273,18 @@ class TranscriptionStream:
             endpoint_ms=max(0.0, endpoint_wall - line.last_speech_wall) * 1000,
             behind_ms=max(0.0, compute_start - max(endpoint_wall, line.last_speech_wall)) * 1000,
             compute_ms=(done - compute_start) * 1000,
+            ended_by=ended_by,
         )
         if text:
             self.lines.append(completed)
         events.append(completed)
+
+
+def _takes_draft(transcribe: Transcribe) -> bool:
+    try:
+        return "draft" in inspect.signature(transcribe).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False
 
 
 __all__ = ["Event", "LineCompleted", "LineStarted", "LineUpdated", "StreamConfig", "TranscriptionStream"]

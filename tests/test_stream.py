@@ -43,8 +43,9 @@ def transcriber(teacher_export):
 
 def test_stream_emits_lines_in_order_with_partials_and_final_text(transcriber, real_clip):
     audio, spans = _utterances(real_clip)
-    # JFK pauses ~1.3 s for effect: a 1.6 s endpoint keeps each clip one line (the gap between them is 2.5 s).
-    stream = transcriber.stream(StreamConfig(endpoint_ms=1600, partial_every_ms=1000))
+    # JFK pauses ~1.3 s for effect: a 1.6 s endpoint keeps each clip one line (the gap between them is 2.5 s), when
+    # only the silence ends lines (its first phrase may be heard as a sentence).
+    stream = transcriber.stream(StreamConfig(endpoint_ms=1600, partial_every_ms=1000, end_on_sentence=False))
     events = _push(stream, audio, 16000)
 
     completed = [e for e in events if isinstance(e, LineCompleted)]
@@ -73,12 +74,12 @@ def test_stream_takes_any_rate_and_int16(transcriber, real_clip):
     audio, _ = _utterances(real_clip)
     reference = [
         e.text
-        for e in _push(transcriber.stream(StreamConfig(endpoint_ms=1600)), audio, 16000)
+        for e in _push(transcriber.stream(StreamConfig(endpoint_ms=1600, end_on_sentence=False)), audio, 16000)
         if isinstance(e, LineCompleted)
     ]
     at_44k = soxr.resample(audio, 16000, 44100)
     pcm = np.clip(np.round(at_44k * 32767), -32768, 32767).astype(np.int16)
-    stream = transcriber.stream(StreamConfig(endpoint_ms=1600, partials=False))
+    stream = transcriber.stream(StreamConfig(endpoint_ms=1600, partials=False, end_on_sentence=False))
     events = _push(stream, pcm, 44100, block_s=0.03)
     texts = [e.text for e in events if isinstance(e, LineCompleted)]
     assert not any(isinstance(e, LineUpdated) for e in events)  # partials=False
@@ -129,3 +130,52 @@ def test_the_final_audio_keeps_tail_ms_after_the_last_speech(transcriber, real_c
         (line,) = stream.lines
         assert heard == [round((line.end_s - line.start_s) * 16000) + tail_ms * 16]
         assert wer([REAL_CLIPS["arctic_a0009"].text], [line.text]) <= 0.25, line.text
+
+
+def test_a_finished_sentence_ends_its_line_without_waiting_out_the_endpoint(transcriber, real_clip):
+    """Semantic endpointing: the speculative text of a whole sentence ends in a period, so its line completes
+    speculate_ms into the pause; with it off, the same line waits for the full endpoint's silence."""
+    clip = load_audio(real_clip("arctic_a0009"))
+    audio = np.concatenate([np.zeros(8000, np.float32), clip, np.zeros(32000, np.float32)])
+    for on in (True, False):
+        stream = transcriber.stream(StreamConfig(endpoint_ms=1200, end_on_sentence=on, partials=False))
+        completed_at = []  # stream time (s) of the audio that produced each completion
+        for i in range(0, len(audio), 480):
+            events = stream.add_audio(audio[i : i + 480], 16000)
+            completed_at += [stream.received / 16000 for e in events if isinstance(e, LineCompleted)]
+        stream.finish()
+        (line,) = stream.lines
+        assert len(completed_at) == 1 and line.text.endswith("."), line.text
+        assert wer([REAL_CLIPS["arctic_a0009"].text], [line.text]) <= 0.25, line.text
+        pause = completed_at[0] - line.end_s
+        if on:  # the speculative transcription, due 100 ms into the pause, decided it
+            assert line.ended_by == "sentence" and pause < 0.2, (line.ended_by, pause)
+            assert line.compute_ms > 0 and line.endpoint_ms < 1200
+        else:
+            assert line.ended_by == "endpoint" and 1.19 < pause < 1.3, (line.ended_by, pause)
+
+
+def test_each_transcription_of_a_line_drafts_from_the_one_before(transcriber, real_clip):
+    """A line's previous text (a partial) drafts its next transcription: the words already heard are checked in one
+    decoder call, and the final text is exactly what transcribing the line's audio without a draft gives."""
+    from edge_askd_runtime.stream import TranscriptionStream
+
+    clip = load_audio(real_clip("jfk"))
+    audio = np.concatenate([np.zeros(8000, np.float32), clip, np.zeros(16000, np.float32)])
+    calls = []
+
+    def transcribe(samples, draft=None):
+        result = transcriber.transcribe(samples, draft=draft)
+        calls.append((draft, samples, result))
+        return result
+
+    config = StreamConfig(endpoint_ms=1600, partial_every_ms=1000, end_on_sentence=False)
+    stream = TranscriptionStream(transcribe, config)
+    _push(stream, audio, 16000)
+    (line,) = stream.lines
+    assert len(calls) >= 5 and calls[0][0] is None
+    assert all(calls[i][0] == calls[i - 1][2].tokens for i in range(1, len(calls)))
+    assert sum(result.timings["drafted_tokens"] for *_, result in calls) >= 10
+    _, final_audio, final = calls[-1]
+    assert final.text.strip() == line.text and final.timings["drafted_tokens"] > 0
+    assert transcriber.transcribe(final_audio).tokens == final.tokens
