@@ -1,15 +1,14 @@
 """End-of-speech to final-text latency through the push-audio stream, fed in real time like a microphone.
 
-    python -m edge_askd_bench.stream_latency --model EXPORT_DIR [--endpoint-ms 250] [--speculate-ms 100]
-                                             [--tail-ms 100] [--end-on-sentence 1,0] [--threads 2]
-                                             [--backend B] [--precision P] [--json OUT]
+    python -m edge_askd_bench.stream_latency --model EXPORT_DIR [--endpoint-ms 180] [--speculate-ms 30]
+                                             [--tail-ms 60] [--threads 2] [--backend B] [--precision P] [--json OUT]
 
 The 7 parity clips, each followed by 1.5 s of silence, are pushed in 30 ms blocks at the pace of real time
 from a capture thread (as PortAudio's callback does), and the stream runs on the main thread (as `listen`
 does). Per final line: the latency from the arrival of its last speech block to its text, split into the
 endpoint wait (the silence that ends the line), the time that silence waited behind earlier work, and the
-compute after it; printed as medians with the WER of the lines and how many lines a finished sentence ended
-early (semantic endpointing) vs the silence endpoint. Speed figures come from this script, not from timed tests.
+compute after it; printed as medians with the WER of the lines. Speed figures come from this script, not
+from timed tests.
 """
 
 from __future__ import annotations
@@ -40,22 +39,14 @@ def _feed(audio: np.ndarray, blocks: queue.Queue, rate: int = 16000) -> None:
 
 
 def measure(
-    transcriber,
-    clips: list[tuple[np.ndarray, str]],
-    endpoint_ms: int,
-    speculate_ms: int,
-    tail_ms: int = 100,
-    end_on_sentence: bool = True,
+    transcriber, clips: list[tuple[np.ndarray, str]], endpoint_ms: int, speculate_ms: int, tail_ms: int
 ) -> dict:
     from edge_askd_runtime.scoring import wer
     from edge_askd_runtime.stream import LineCompleted, StreamConfig
 
     gap = np.zeros(int(GAP_S * 16000), np.float32)
     audio = np.concatenate([x for clip, _ in clips for x in (clip, gap)])
-    config = StreamConfig(
-        endpoint_ms=endpoint_ms, speculate_ms=speculate_ms, tail_ms=tail_ms, end_on_sentence=end_on_sentence
-    )
-    stream = transcriber.stream(config)
+    stream = transcriber.stream(StreamConfig(endpoint_ms=endpoint_ms, speculate_ms=speculate_ms, tail_ms=tail_ms))
     blocks: queue.Queue = queue.Queue()
     feeder = threading.Thread(target=_feed, args=(audio, blocks), daemon=True)
     feeder.start()
@@ -73,9 +64,7 @@ def measure(
         "endpoint_ms": endpoint_ms,
         "speculate_ms": speculate_ms,
         "tail_ms": tail_ms,
-        "end_on_sentence": end_on_sentence,
         "lines": len(lines),
-        "ended_by_sentence": sum(line.ended_by == "sentence" for line in lines),
         "utterances": len(clips),
         "median_latency_ms": median("latency_ms"),
         "median_endpoint_wait_ms": median("endpoint_ms"),
@@ -90,10 +79,16 @@ def measure(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="an export directory (or teacher:NAME / a checkpoint)")
-    p.add_argument("--endpoint-ms", default="250", help="comma list: silence that ends a line (ms)")
-    p.add_argument("--speculate-ms", default="100", help="comma list: pause before the speculative final (ms)")
-    p.add_argument("--tail-ms", default="100", help="comma list: audio kept after the last speech frame (ms)")
-    p.add_argument("--end-on-sentence", default="1,0", help="comma list: 1 = a finished sentence ends a line early")
+    from edge_askd_runtime.stream import StreamConfig
+
+    default = StreamConfig()
+    p.add_argument("--endpoint-ms", default=str(default.endpoint_ms), help="comma list: silence that ends a line (ms)")
+    p.add_argument(
+        "--speculate-ms", default=str(default.speculate_ms), help="comma list: pause before the speculative final (ms)"
+    )
+    p.add_argument(
+        "--tail-ms", default=str(default.tail_ms), help="comma list: audio kept after the last speech frame (ms)"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--backend", default=None)
     p.add_argument("--precision", default=None)
@@ -109,21 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     clips = [(load_audio(fetch_clip(name)), REAL_CLIPS[name].text) for name in DEFAULT_CLIPS]
     transcriber.transcribe(clips[0][0])  # warm-up: first-run allocations are not latency
     rows = [
-        measure(transcriber, clips, int(ms), int(spec), int(tail), sentence == "1")
+        measure(transcriber, clips, int(ms), int(spec), int(tail))
         for ms in args.endpoint_ms.split(",")
         for spec in args.speculate_ms.split(",")
         for tail in args.tail_ms.split(",")
-        for sentence in args.end_on_sentence.split(",")
     ]
     print(f"model {args.model} ({getattr(transcriber, 'describe', dict)()}), {args.threads} threads")
-    head = "endpoint | speculate | tail | sentence end | lines / utterances (by sentence) | median latency"
-    print(f"| {head} | endpoint wait | behind | compute | max | WER |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    head = "endpoint | speculate | tail | lines / utterances | median latency | endpoint wait | behind | compute | max"
+    print(f"| {head} | WER |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['endpoint_ms']} ms | {r['speculate_ms']} ms | {r['tail_ms']} ms "
-            f"| {'on' if r['end_on_sentence'] else 'off'} "
-            f"| {r['lines']} / {r['utterances']} ({r['ended_by_sentence']}) "
+            f"| {r['endpoint_ms']} ms | {r['speculate_ms']} ms | {r['tail_ms']} ms | {r['lines']} / {r['utterances']} "
             f"| {r['median_latency_ms']} ms "
             f"| {r['median_endpoint_wait_ms']} ms | {r['median_behind_ms']} ms | {r['median_compute_ms']} ms "
             f"| {r['max_latency_ms']} ms | {r['wer']:.1%} |"

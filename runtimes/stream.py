@@ -15,12 +15,9 @@ connection) decides which thread pays for it.
 Latency of a completed line = wall time from the arrival of its last speech frame to its final text, split into
 the endpoint wait (until the silence that ends the line has arrived), the time that audio waited for a driver
 that had fallen behind, and the compute after it. A transcription started speculatively `speculate_ms` into the
-pause is reused when the pause becomes the endpoint, so the compute part is then ~0.
-
-The endpoint is also read from the words, as a person does (semantic endpointing): when the speculative text ends
-a sentence (". ? !"), the line completes at once, `speculate_ms` + one transcription after the speech, instead of
-waiting out `endpoint_ms`; a pause after "so," or mid-phrase still waits for the full endpoint. Whisper
-punctuates from the audio's prosody, so a falling, finished sentence is what ends a line early.
+pause is reused when the pause becomes the endpoint, so the compute part is then ~0: the defaults start it 60 ms
+into the pause and a 2-5 s line's transcription (~110 ms for base on 2 cores, the words of its last partial
+checked in one decoder call) ends about when the 180 ms endpoint arrives.
 """
 
 from __future__ import annotations
@@ -40,28 +37,31 @@ from .vad import EnergyVad, VadConfig
 # transcribe(audio) -> Transcription; one that also takes `draft=` (tokenizer ids: the line's previous text) is given
 # it, as Transcriber.transcribe is, and decodes the words already heard in one call.
 Transcribe = Callable[..., Transcription]
-SENTENCE_ENDS = (".", "?", "!")
 
 
 @dataclass
 class StreamConfig:
-    endpoint_ms: int = 250  # silence that ends a line; shorter = faster final text, more split sentences
+    # Silence that ends a line; shorter = faster final text, more split sentences. 180 ms (6 VAD frames) splits the
+    # 7 parity utterances into 11 lines where 250 ms gives 10 (benchmarks/stream_latency.py, README).
+    endpoint_ms: int = 180
     # Start the final transcription this far into a pause instead of at the endpoint; if the pause does become
     # the endpoint (no new speech), the text is already there, so the final line costs ~endpoint_ms, not
     # endpoint_ms + one transcription. 0 disables it.
-    speculate_ms: int = 100
+    speculate_ms: int = 30
     # Audio kept after the last speech frame (the word's decay); the speculative start waits for it to arrive.
-    tail_ms: int = 100
+    # 60 ms: the final is due 60 ms into the pause, early enough to end with the endpoint; 30 ms cut word endings.
+    tail_ms: int = 60
     partial_every_ms: int = 700
     preroll_ms: int = 300
     min_speech_ms: int = 120  # onset: this much consecutive speech starts a line
     min_utterance_speech_ms: int = 250  # energy gate: shorter blips (clicks, a cough) are dropped, not transcribed
     max_utterance_s: float = 28.0  # the runtime's chunk limit: a longer monologue is cut here
-    # Complete a line as soon as its speculative text ends a sentence (see the module doc); False: only the
-    # endpoint (or max_utterance_s) ends a line.
-    end_on_sentence: bool = True
     vad: VadConfig | None = None
     partials: bool = True
+
+    def __post_init__(self) -> None:
+        if self.tail_ms > self.endpoint_ms:  # the line would end before the audio it keeps has arrived
+            raise ValueError(f"StreamConfig: tail_ms {self.tail_ms} exceeds endpoint_ms {self.endpoint_ms}; lower it")
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class LineCompleted:
     endpoint_ms: float  # ... waiting for the silence that ends the line to arrive
     behind_ms: float  # ... that silence waiting to be processed (the driver had fallen behind the audio)
     compute_ms: float  # ... transcribing after that (~0 when the speculative result was reused at the endpoint)
-    ended_by: str = "endpoint"  # "endpoint" | "sentence" (its text ended a sentence) | "max_length" | "finish"
+    ended_by: str = "endpoint"  # "endpoint" | "max_length" (max_utterance_s) | "finish" (end of the audio)
 
 
 Event = LineStarted | LineUpdated | LineCompleted
@@ -104,8 +104,7 @@ class _Line:
     silence: int = 0  # samples of silence since then
     since_partial: int = 0
     draft: list[int] = field(default_factory=list)  # tokens of its latest transcription: the next one's draft
-    # (last_speech_end it covers, result, when its transcription started, its wall time of arrival)
-    speculative: tuple[int, Transcription, float, float] | None = None
+    speculative: tuple[int, Transcription] | None = None  # (the last_speech_end it covers, its result)
 
 
 class TranscriptionStream:
@@ -216,11 +215,8 @@ class TranscriptionStream:
             and self._enough_speech(line)
         ):
             # The final audio ends tail_ms after the last speech, which has arrived by now.
-            started = time.perf_counter()
             result, _ = self._timed(self._final_audio(line), line)
-            line.speculative = (line.last_speech_end, result, started, wall)
-            if cfg.end_on_sentence and result.text.rstrip().endswith(SENTENCE_ENDS):
-                self._complete(events, endpoint_wall=wall, ended_by="sentence")
+            line.speculative = (line.last_speech_end, result)
         elif (
             cfg.partials
             and partial_ok
@@ -258,8 +254,6 @@ class TranscriptionStream:
         if self._enough_speech(line):  # Whisper hallucinates ("Thank you.") on scraps
             if line.speculative is not None and line.speculative[0] == line.last_speech_end:
                 result = line.speculative[1]  # same audio as _final_audio(): no speech arrived since
-                if ended_by == "sentence":  # this very transcription decided the end: it is the compute
-                    compute_start = line.speculative[2]
             else:
                 result, _ = self._timed(self._final_audio(line), line)
             text = result.text.strip()

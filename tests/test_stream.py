@@ -45,7 +45,7 @@ def test_stream_emits_lines_in_order_with_partials_and_final_text(transcriber, r
     audio, spans = _utterances(real_clip)
     # JFK pauses ~1.3 s for effect: a 1.6 s endpoint keeps each clip one line (the gap between them is 2.5 s), when
     # only the silence ends lines (its first phrase may be heard as a sentence).
-    stream = transcriber.stream(StreamConfig(endpoint_ms=1600, partial_every_ms=1000, end_on_sentence=False))
+    stream = transcriber.stream(StreamConfig(endpoint_ms=1600, partial_every_ms=1000))
     events = _push(stream, audio, 16000)
 
     completed = [e for e in events if isinstance(e, LineCompleted)]
@@ -74,12 +74,12 @@ def test_stream_takes_any_rate_and_int16(transcriber, real_clip):
     audio, _ = _utterances(real_clip)
     reference = [
         e.text
-        for e in _push(transcriber.stream(StreamConfig(endpoint_ms=1600, end_on_sentence=False)), audio, 16000)
+        for e in _push(transcriber.stream(StreamConfig(endpoint_ms=1600)), audio, 16000)
         if isinstance(e, LineCompleted)
     ]
     at_44k = soxr.resample(audio, 16000, 44100)
     pcm = np.clip(np.round(at_44k * 32767), -32768, 32767).astype(np.int16)
-    stream = transcriber.stream(StreamConfig(endpoint_ms=1600, partials=False, end_on_sentence=False))
+    stream = transcriber.stream(StreamConfig(endpoint_ms=1600, partials=False))
     events = _push(stream, pcm, 44100, block_s=0.03)
     texts = [e.text for e in events if isinstance(e, LineCompleted)]
     assert not any(isinstance(e, LineUpdated) for e in events)  # partials=False
@@ -111,6 +111,8 @@ def test_bad_stream_input_is_one_line(transcriber):
     stream.add_audio(np.zeros(1600, np.float32), 16000)
     with pytest.raises(AudioError, match="changed rate"):
         stream.add_audio(np.zeros(4410, np.float32), 44100)
+    with pytest.raises(ValueError, match="tail_ms 200 .* endpoint_ms 180"):
+        StreamConfig(tail_ms=200)
 
 
 def test_the_final_audio_keeps_tail_ms_after_the_last_speech(transcriber, real_clip):
@@ -125,34 +127,46 @@ def test_the_final_audio_keeps_tail_ms_after_the_last_speech(transcriber, real_c
             heard.append(len(samples))
             return transcriber.transcribe(samples)
 
-        stream = TranscriptionStream(transcribe, StreamConfig(tail_ms=tail_ms, speculate_ms=0, partials=False))
+        stream = TranscriptionStream(
+            transcribe, StreamConfig(endpoint_ms=400, tail_ms=tail_ms, speculate_ms=0, partials=False)
+        )
         _push(stream, audio, 16000)
         (line,) = stream.lines
         assert heard == [round((line.end_s - line.start_s) * 16000) + tail_ms * 16]
         assert wer([REAL_CLIPS["arctic_a0009"].text], [line.text]) <= 0.25, line.text
 
 
-def test_a_finished_sentence_ends_its_line_without_waiting_out_the_endpoint(transcriber, real_clip):
-    """Semantic endpointing: the speculative text of a whole sentence ends in a period, so its line completes
-    speculate_ms into the pause; with it off, the same line waits for the full endpoint's silence."""
+def test_by_default_the_final_text_is_ready_when_the_endpoint_arrives(transcriber, real_clip):
+    """The defaults transcribe a line speculatively 60 ms into a pause; when the pause reaches the 180 ms endpoint
+    that result is the final text, so nothing is left to compute. Audio that ends 100 ms into the pause completes
+    its line at finish(), with the same speculative result."""
+    from edge_askd_runtime.stream import TranscriptionStream
+
     clip = load_audio(real_clip("arctic_a0009"))
-    audio = np.concatenate([np.zeros(8000, np.float32), clip, np.zeros(32000, np.float32)])
-    for on in (True, False):
-        stream = transcriber.stream(StreamConfig(endpoint_ms=1200, end_on_sentence=on, partials=False))
-        completed_at = []  # stream time (s) of the audio that produced each completion
+    heard: list[int] = []
+
+    def transcribe(samples, draft=None):
+        heard.append(len(samples))
+        return transcriber.transcribe(samples, draft=draft)
+
+    audio = np.concatenate([np.zeros(8000, np.float32), clip, np.zeros(16000, np.float32)])
+    for ended_by in ("endpoint", "finish"):
+        stream = TranscriptionStream(transcribe, StreamConfig(partials=False))
+        completed_at = []  # stream time (s) of the audio whose arrival completed the line
         for i in range(0, len(audio), 480):
             events = stream.add_audio(audio[i : i + 480], 16000)
             completed_at += [stream.received / 16000 for e in events if isinstance(e, LineCompleted)]
         stream.finish()
         (line,) = stream.lines
-        assert len(completed_at) == 1 and line.text.endswith("."), line.text
-        assert wer([REAL_CLIPS["arctic_a0009"].text], [line.text]) <= 0.25, line.text
-        pause = completed_at[0] - line.end_s
-        if on:  # the speculative transcription, due 100 ms into the pause, decided it
-            assert line.ended_by == "sentence" and pause < 0.2, (line.ended_by, pause)
-            assert line.compute_ms > 0 and line.endpoint_ms < 1200
+        assert line.ended_by == ended_by and wer([REAL_CLIPS["arctic_a0009"].text], [line.text]) <= 0.25, line.text
+        # The last transcription was of the line's audio up to 60 ms after its last speech frame.
+        assert heard[-1] == round((line.end_s - line.start_s) * 16000) + 60 * 16
+        assert line.compute_ms < 5  # the speculative result, reused
+        if ended_by == "endpoint":
+            assert len(completed_at) == 1 and 0.17 < completed_at[0] - line.end_s < 0.19, completed_at
+            audio = audio[: round((line.end_s + 0.1) * 16000)]  # next: the audio stops 100 ms into the pause
         else:
-            assert line.ended_by == "endpoint" and 1.19 < pause < 1.3, (line.ended_by, pause)
+            assert not completed_at  # no pause long enough: finish() completed it
 
 
 def test_each_transcription_of_a_line_drafts_from_the_one_before(transcriber, real_clip):
@@ -169,7 +183,7 @@ def test_each_transcription_of_a_line_drafts_from_the_one_before(transcriber, re
         calls.append((draft, samples, result))
         return result
 
-    config = StreamConfig(endpoint_ms=1600, partial_every_ms=1000, end_on_sentence=False)
+    config = StreamConfig(endpoint_ms=1600, partial_every_ms=1000)
     stream = TranscriptionStream(transcribe, config)
     _push(stream, audio, 16000)
     (line,) = stream.lines
