@@ -70,8 +70,7 @@ def measure(
 ) -> list[dict]:
     from edge_askd.real_clips import REAL_CLIPS, fetch_clip
     from edge_askd_export.parity import DEFAULT_CLIPS, EvalClip, ParityConfig, load_wer_sets
-    from edge_askd_runtime.audio import SAMPLE_RATE, load_audio
-    from edge_askd_runtime.decoding import greedy_decode
+    from edge_askd_runtime.audio import load_audio
     from edge_askd_runtime.scoring import token_agreement, wer
     from edge_askd_runtime.transcriber import Transcriber
 
@@ -101,17 +100,13 @@ def measure(
         for clip in load_wer_sets(ParityConfig(max_clips_per_set=max_clips)):
             sets.setdefault(clip.set, []).append(clip)
 
-        def greedy(cross: list[np.ndarray], clip) -> list[int]:  # Transcriber.greedy_tokens on given cross K/V
-            result = greedy_decode(tr.backend, cross, tr.settings, len(clip.audio) / SAMPLE_RATE, tr._cache)
-            return tr.vocab.to_full(result.tokens)
-
         for set_name, clips in sets.items():
             mels = [tr.mel(c.audio) for c in clips]
             refs = [sessions["fp32"].run(None, {"mel": mel}) for mel in mels]
-            ref_tokens = [greedy(cross, c) for cross, c in zip(refs, clips, strict=True)]
+            ref_tokens = [tr.greedy_tokens(c.audio, cross) for cross, c in zip(refs, clips, strict=True)]
             for name, session in sessions.items():
                 outputs = [session.run(None, {"mel": mel}) for mel in mels]
-                tokens = [greedy(cross, c) for cross, c in zip(outputs, clips, strict=True)]
+                tokens = [tr.greedy_tokens(c.audio, cross) for cross, c in zip(outputs, clips, strict=True)]
                 hyps = [tr.detokenizer.decode(t) for t in tokens]  # the gate's text: greedy, no VAD
                 rows[name][set_name] = {
                     "clips": len(clips),

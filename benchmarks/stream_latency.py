@@ -77,11 +77,11 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="an export directory (or teacher:NAME / a checkpoint)")
     from edge_askd_runtime.stream import StreamConfig
 
     default = StreamConfig()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="an export directory (or teacher:NAME / a checkpoint)")
     p.add_argument("--endpoint-ms", default=str(default.endpoint_ms), help="comma list: silence that ends a line (ms)")
     p.add_argument(
         "--speculate-ms", default=str(default.speculate_ms), help="comma list: pause before the speculative final (ms)"

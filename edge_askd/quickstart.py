@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from edge_askd_export.calibration import CALIBRATION_CLIPS
 from edge_askd_runtime.atomic import atomic_write_json
 from edge_askd_runtime.errors import EdgeAskdError
 
@@ -60,10 +61,10 @@ class QuickstartConfig:
     synth_dev_clips: int = 40
     eval_clips: int = 20  # real dev clips scored at the end of distillation
     accuracy_clips: int = 0  # clips per real set in the accuracy stage; 0 = every clip (CI-sized runs use fewer)
-    # The export's quantized parity gate: clips per real set (None: all 158) and the SmoothQuant calibration clips
-    # (None: the exporter's 48). CI-sized runs use fewer; a real run keeps the exporter's defaults.
+    # The export's quantized parity gate: clips per real set (None: all 158), and the SmoothQuant encoder's
+    # calibration clips. CI-sized runs use fewer; a real run keeps the exporter's defaults.
     parity_max_clips: int | None = None
-    calibration_clips: int | None = None
+    calibration_clips: int = CALIBRATION_CLIPS
     max_steps: int = 0  # 0: as many as fit the budget (measured on this machine); > 0: exactly this many
     batch_size: int = 8
     lr: float = 1e-5  # the student starts as the teacher: a small step keeps what it knows (FUTO: 1e-6 at batch 1)
@@ -301,9 +302,8 @@ def stage_export(cfg: QuickstartConfig, student: str, stage_dir: Path) -> dict:
 
     target = detect_target() if cfg.target == "auto" else cfg.target
     export_dir = stage_dir / target
-    sized = {"calibration_clips": cfg.calibration_clips} if cfg.calibration_clips else {}
     parity = ParityConfig(max_clips_per_set=cfg.parity_max_clips)
-    options = ExportOptions(threads=cfg.threads, parity=parity, **sized)
+    options = ExportOptions(threads=cfg.threads, parity=parity, calibration_clips=cfg.calibration_clips)
     manifest_path = export_checkpoint(student, target, export_dir, options)
     manifest = json.loads(manifest_path.read_text())
     variants = [

@@ -192,10 +192,10 @@ class _Builder:
         if role == "encoder" and scheme == "smoothquant":
             from .smoothquant import export_smoothquant_encoder
 
-            if self._maxima is None and self._calibration_mel is None:
-                raise ExportError("the smoothquant encoder needs calibration audio: give the builder calibration_mel")
             mels = None
-            if self._maxima is None:
+            if self._maxima is None:  # calibrated once per export: a retry re-quantizes with the same maxima
+                if self._calibration_mel is None:
+                    raise ExportError("smoothquant needs calibration audio: give the builder calibration_mel")
                 mels = (self._calibration_mel(audio) for audio in calibration_audio(self.options.calibration_clips))
             self._maxima = export_smoothquant_encoder(self.model, dst, mels, self._maxima, self.options.quantize_convs)
         else:

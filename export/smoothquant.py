@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -109,20 +110,17 @@ def smoothed_copy(model: nn.Module, maxima: dict[str, torch.Tensor], alpha: floa
 
 def export_smoothquant_encoder(
     model: nn.Module,
-    dst,
+    dst: Path,
     mels: Iterable[np.ndarray] | None = None,
     maxima: dict[str, torch.Tensor] | None = None,
     quantize_convs: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The smoothquant int8 encoder of `model` at `dst`: calibrated on `mels` (or reusing `maxima` from an earlier
     call), smoothed, exported and quantized "mixed"; the smoothed fp32 file is not kept. Returns the maxima."""
-    from pathlib import Path
-
     from . import onnx_export
 
     if maxima is None:
         maxima = activation_maxima(model, mels if mels is not None else [])
-    dst = Path(dst)
     smoothed = dst.with_name(f".{dst.stem}.smoothed.fp32.onnx")
     try:
         onnx_export.export_encoder(smoothed_copy(model, maxima), smoothed)

@@ -199,15 +199,15 @@ def greedy_decode(
         start = time.perf_counter()
         rows = decoder_rows(backend, prompt + draft, 0, cache)
         step_seconds.append(time.perf_counter() - start)
-        for i in range(len(draft) + 1):  # row len(prompt) - 1 + i predicts generated token i
-            stop = greedy_step(rows[len(prompt) - 1 + i], generated, settings, cap)
-            if stop is not None:
-                drafted = _shared_prefix(generated, draft)
-                return DecodeResult(generated, stop, steps=1, step_seconds=step_seconds, drafted=drafted)
-            if i == len(draft) or generated[-1] != draft[i]:
+        stop = None
+        for i, row in enumerate(rows[len(prompt) - 1 :]):  # row i predicts generated token i
+            stop = greedy_step(row, generated, settings, cap)
+            if stop is not None or i == len(draft) or generated[-1] != draft[i]:
                 break
+        drafted = _shared_prefix(generated, draft)
+        if stop is not None:
+            return DecodeResult(generated, stop, steps=1, step_seconds=step_seconds, drafted=drafted)
         # The cache holds the prompt and the accepted draft tokens; the token just picked is fed next.
-        drafted = len(generated) - 1
         offset, feed = len(prompt) + drafted, generated[-1:]
     while offset + len(feed) <= settings.max_target_positions:
         start = time.perf_counter()
@@ -232,7 +232,8 @@ def _shared_prefix(a: list[int], b: list[int]) -> int:
 
 def forced_logits(backend: Backend, cross: list[np.ndarray], ids: list[int], cache: list[np.ndarray]) -> np.ndarray:
     """Teacher-forced logits [len(ids), V]: row i predicts ids[i + 1] (used by parity checks). One token per
-    call: a call returns only its last token's logits."""
+    call, the calls greedy decoding makes (and the only kind a TFLite signature or an older export answers with
+    every row)."""
     backend.bind_cross(cross)
     rows = []
     for offset, token in enumerate(ids):

@@ -204,10 +204,9 @@ class TranscriptionStream:
             line.speech_frames += 1
         else:
             line.silence += self.frame
-        too_long = self.received - line.start >= cfg.max_utterance_s * SAMPLE_RATE
-        if line.silence >= self._ms(cfg.endpoint_ms) or too_long:
-            ended_by = "endpoint" if line.silence >= self._ms(cfg.endpoint_ms) else "max_length"
-            self._complete(events, endpoint_wall=wall, ended_by=ended_by)
+        endpoint = line.silence >= self._ms(cfg.endpoint_ms)
+        if endpoint or self.received - line.start >= cfg.max_utterance_s * SAMPLE_RATE:
+            self._complete(events, endpoint_wall=wall, ended_by="endpoint" if endpoint else "max_length")
         elif (
             cfg.speculate_ms
             and line.silence >= self._ms(max(cfg.speculate_ms, cfg.tail_ms))
@@ -236,7 +235,7 @@ class TranscriptionStream:
         # A line's audio only grows, so its previous text is a draft of this one (a partial's words are mostly
         # the final's): checked in one decoder call, it leaves only the new words to decode one by one.
         result = self.transcribe(audio, draft=line.draft) if self._drafts and line.draft else self.transcribe(audio)
-        line.draft = list(result.tokens)
+        line.draft = result.tokens
         self._last_cost_s = time.perf_counter() - start
         return result, self._last_cost_s
 

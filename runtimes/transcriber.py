@@ -386,9 +386,10 @@ class Transcriber:
         best = int(np.argmax(probs))
         return codes[best], float(probs[best])
 
-    def greedy_tokens(self, audio: np.ndarray) -> list[int]:
-        """The parity gate's path for one clip of <= 30 s: no VAD, no silence gate, the greedy tokenizer ids."""
-        cross = self.backend.run_encoder(self.mel(audio))
+    def greedy_tokens(self, audio: np.ndarray, cross: list[np.ndarray] | None = None) -> list[int]:
+        """The parity gate's path for one clip of <= 30 s: no VAD, no silence gate, the greedy tokenizer ids.
+        cross: the clip's cross K/V when they are already computed (by another encoder, for a comparison)."""
+        cross = self.backend.run_encoder(self.mel(audio)) if cross is None else cross
         result = greedy_decode(self.backend, cross, self.settings, len(audio) / SAMPLE_RATE, self._cache)
         return self.vocab.to_full(result.tokens)
 
