@@ -8,6 +8,8 @@ character may span tokens, so decoding happens once over the joined bytes).
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,30 +33,51 @@ def _unicode_to_byte() -> dict[str, int]:
 
 
 class Detokenizer:
-    """ids -> text for Whisper's byte-level BPE; ids at or above `first_special` (eos, sot, ...) are dropped."""
+    """ids -> text for Whisper's byte-level BPE; ids at or above `first_special` (eos, sot, ...) are dropped.
 
-    def __init__(self, tokens: dict[int, str], first_special: int) -> None:
-        self.tokens = tokens
+    Holds each ordinary token as its bytes, one list entry per id (~2 MB for Whisper's 50,257), not the parsed
+    tokenizer.json: its merges and a str -> id dict cost a board ~30 MB at load and ~20 MB for good."""
+
+    def __init__(self, pieces: list[bytes | None], first_special: int) -> None:
+        self.pieces = pieces  # by id, below first_special; None where the tokenizer has no such id
         self.first_special = first_special
 
     @classmethod
     def from_file(cls, path: str | Path, first_special: int) -> Detokenizer:
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            vocab = data["model"]["vocab"]
-        except (OSError, ValueError, KeyError) as exc:
+            # GPT-2's byte <-> unicode table as a str.translate map to latin-1, whose encoding is the bytes
+            to_latin1 = {ord(ch): chr(b) for ch, b in _unicode_to_byte().items()}
+            pieces: list[bytes | None] = [None] * first_special
+            for token, i in _vocab_entries(path.read_bytes()):
+                if 0 <= i < first_special:
+                    pieces[i] = token.translate(to_latin1).encode("latin-1", errors="ignore")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"{path}: not a readable tokenizer.json ({exc}); re-run edge-askd export") from None
-        tokens = {int(i): tok for tok, i in vocab.items()}
-        for added in data.get("added_tokens", []):
-            tokens[int(added["id"])] = added["content"]
-        return cls(tokens, first_special)
+        if not any(pieces):
+            raise ModelError(f"{path}: tokenizer.json has no BPE vocabulary; re-run edge-askd export")
+        return cls(pieces, first_special)
 
     def decode(self, ids: list[int]) -> str:
-        table = _unicode_to_byte()
-        out = bytearray()
-        for i in ids:
-            if i >= self.first_special or i not in self.tokens:
-                continue
-            out.extend(table[ch] for ch in self.tokens[i] if ch in table)
-        return out.decode("utf-8", errors="replace")
+        pieces, first = self.pieces, self.first_special
+        joined = b"".join(pieces[i] or b"" for i in ids if 0 <= i < first)
+        return joined.decode("utf-8", errors="replace")
+
+
+_VOCAB_ENTRY = re.compile(rb'"((?:[^"\\]|\\.)*)"\s*:\s*(\d+)')  # "token": id, the token JSON-escaped
+
+
+def _vocab_entries(data: bytes) -> Iterator[tuple[str, int]]:
+    """(token, id) of the BPE model's vocab object, read from the file's bytes: the rest of the file (the ~50k
+    merges) never becomes Python objects, and no str -> id dict is built. The whole file is parsed instead
+    where the layout is unexpected."""
+    model = data.find(b'"model"')
+    at = data.find(b'"vocab"', model) if model >= 0 else -1
+    end = data.find(b'"merges"', at) if at >= 0 else -1
+    if end < 0 or data.find(b"{", at, end) < 0:
+        yield from json.loads(data)["model"]["vocab"].items()
+        return
+    for m in _VOCAB_ENTRY.finditer(data, data.index(b"{", at), end):
+        raw = m.group(1)
+        token = json.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode("utf-8")
+        yield token, int(m.group(2))

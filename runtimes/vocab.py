@@ -81,9 +81,8 @@ class VocabMap:
         """A detokenizer that reads graph ids (specials stay last: the shortlist keeps tokenizer order)."""
         if self.ids is None:
             return detok
-        tokens = {g: detok.tokens[int(f)] for g, f in enumerate(self.ids) if int(f) in detok.tokens}
         first = int(np.searchsorted(self.ids, detok.first_special))
-        return Detokenizer(tokens, first)
+        return Detokenizer([detok.pieces[int(f)] for f in self.ids[:first]], first)
 
 
 __all__ = ["VocabMap"]

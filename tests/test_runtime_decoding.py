@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from edge_askd_runtime.decoding import DecodeSettings, SilenceGate, greedy_step, repetition_start, token_cap
+from edge_askd_runtime.errors import ModelError
 from edge_askd_runtime.tokenizer import Detokenizer
 
 
@@ -41,6 +43,7 @@ def test_silence_gate_on_real_speech_and_silence(real_clip):
 
 
 def test_detokenizer_equals_hf_tokenizer(teacher_dir):
+    from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
     for name in ("tiny.en", "base"):
@@ -51,3 +54,33 @@ def test_detokenizer_equals_hf_tokenizer(teacher_dir):
         ours = Detokenizer.from_file(path / "tokenizer.json", first_special=hf.convert_tokens_to_ids("<|endoftext|>"))
         assert ours.decode(ids) == hf.decode(ids, skip_special_tokens=True)
         assert ours.decode([50257, *ids, 50256]) == hf.decode(ids, skip_special_tokens=True)
+        # Every token alone (byte fragments included: both replace a broken UTF-8 sequence the same way).
+        fast = Tokenizer.from_file(str(path / "tokenizer.json"))
+        every = [[i] for i in range(ours.first_special)]
+        assert [ours.decode(i) for i in every] == fast.decode_batch(every, skip_special_tokens=True)
+
+
+def test_detokenizer_reads_only_the_vocabulary_and_keeps_a_few_mb(teacher_dir, tmp_path):
+    """A board pays for the detokenizer in resident memory: the parsed tokenizer.json (merges, a str -> id dict)
+    cost 30 MB at load and kept 21 MB; the token bytes alone are ~2 MB. Measured in a fresh process."""
+    import subprocess
+    import sys
+
+    path = teacher_dir("base") / "tokenizer.json"
+    probe = (
+        "import numpy\n"
+        "from edge_askd_bench.memory import current_rss_mb, peak_rss_mb\n"
+        "from edge_askd_runtime.tokenizer import Detokenizer\n"
+        "before = peak_rss_mb()\n"
+        f"d = Detokenizer.from_file({str(path)!r}, first_special=50257)\n"
+        "print(peak_rss_mb() - before, current_rss_mb() - before, d.decode([2425, 11]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    peak_mb, kept_mb, text = float(out[0]), float(out[1]), " ".join(out[2:])
+    assert text == "Hello,"
+    assert peak_mb < 12 and kept_mb < 8, (peak_mb, kept_mb)
+
+    broken = tmp_path / "tokenizer.json"
+    broken.write_text('{"model": {"type": "BPE", "merges": []}}')
+    with pytest.raises(ModelError, match="tokenizer.json.*re-run edge-askd export"):
+        Detokenizer.from_file(broken, first_special=50257)
