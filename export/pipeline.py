@@ -199,7 +199,8 @@ class _Builder:
                 mels = (self._calibration_mel(audio) for audio in calibration_audio(self.options.calibration_clips))
             self._maxima = export_smoothquant_encoder(self.model, dst, mels, self._maxima, self.options.quantize_convs)
         else:
-            onnx_export.quantize_int8(src, dst, self.options.quantize_convs, scheme)
+            block = onnx_export.DECODER_WEIGHT_ONLY_BLOCK if role == "decoder" else onnx_export.WEIGHT_ONLY_BLOCK
+            onnx_export.quantize_int8(src, dst, self.options.quantize_convs, scheme, block)
         return self.described(dst, role)
 
     def build(

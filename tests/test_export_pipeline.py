@@ -783,8 +783,11 @@ def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(stude
     int8 = next(v for v in manifest["variants"] if v["name"] == "onnx-int8")
     assert int8["quantization"] == {"convs": "float", "encoder": "weight_only", "decoder": "weight_only"}
     assert int8["valid"], int8["parity"]
-    encoder_graph = onnx.load(str(tmp_path / "wo" / int8["files"]["encoder"])).graph
-    assert any(n.op_type == "MatMulNBits" for n in encoder_graph.node)
+    # Blocks of 128 for the encoder (speed), of 32 for the decoder (its logits: onnx_export.DECODER_WEIGHT_ONLY_BLOCK)
+    for role, block in (("encoder", 128), ("decoder", 32)):
+        graph = onnx.load(str(tmp_path / "wo" / int8["files"][role])).graph
+        blocks = {a.i for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "block_size"}
+        assert blocks == {block}, role
     assert int8["min_runtime"]["package"] == "onnxruntime" and int8["min_runtime"]["version"] == "1.23.0"
     text = Transcriber(tmp_path / "wo", backend="onnxruntime", precision="int8").transcribe(real_clip("jfk")).text
     assert text.strip()
