@@ -45,13 +45,26 @@ def build_schemes(checkpoint: Path, fp32_encoder: Path, mel_of, schemes: list[st
     return files
 
 
-def _session(path: Path, threads: int):
+def ort_session(path: Path, threads: int):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def evaluation_sets(max_clips: int) -> dict[str, list]:
+    """{set: EvalClips}: the 7 parity clips, then the gate's real sets (clean-en, telephone-dev), `max_clips` each
+    (evenly spaced; 0 or None: all)."""
+    from edge_askd.real_clips import REAL_CLIPS, fetch_clip
+    from edge_askd_export.parity import DEFAULT_CLIPS, EvalClip, ParityConfig, load_wer_sets
+    from edge_askd_runtime.audio import load_audio
+
+    sets = {"parity-7": [EvalClip(n, load_audio(fetch_clip(n)), REAL_CLIPS[n].text) for n in DEFAULT_CLIPS]}
+    for clip in load_wer_sets(ParityConfig(max_clips_per_set=max_clips or None)):
+        sets.setdefault(clip.set, []).append(clip)
+    return sets
 
 
 def _snr_db(reference: list[np.ndarray], other: list[np.ndarray]) -> float:
@@ -68,9 +81,6 @@ def _snr_db(reference: list[np.ndarray], other: list[np.ndarray]) -> float:
 def measure(
     checkpoint: Path, export: Path, schemes: list[str], max_clips: int, repeats: int, threads: int
 ) -> list[dict]:
-    from edge_askd.real_clips import REAL_CLIPS, fetch_clip
-    from edge_askd_export.parity import DEFAULT_CLIPS, EvalClip, ParityConfig, load_wer_sets
-    from edge_askd_runtime.audio import load_audio
     from edge_askd_runtime.scoring import token_agreement, wer
     from edge_askd_runtime.transcriber import Transcriber
 
@@ -80,7 +90,7 @@ def measure(
     fp32_encoder = tr.backend.spec.encoder
     with tempfile.TemporaryDirectory(prefix="encoder-schemes-") as tmp:
         files = {"fp32": fp32_encoder, **build_schemes(checkpoint, fp32_encoder, tr.mel, schemes, Path(tmp))}
-        sessions = {name: _session(path, threads) for name, path in files.items()}
+        sessions = {name: ort_session(path, threads) for name, path in files.items()}
         rows = {
             name: {"scheme": name, "file_mb": round(path.stat().st_size / 2**20, 1)} for name, path in files.items()
         }
@@ -96,11 +106,7 @@ def measure(
             for name, values in times.items():
                 rows[name][f"encoder_ms_{length:.0f}s"] = round(1000 * statistics.median(values), 1)
 
-        sets = {"parity-7": [EvalClip(n, load_audio(fetch_clip(n)), REAL_CLIPS[n].text) for n in DEFAULT_CLIPS]}
-        for clip in load_wer_sets(ParityConfig(max_clips_per_set=max_clips)):
-            sets.setdefault(clip.set, []).append(clip)
-
-        for set_name, clips in sets.items():
+        for set_name, clips in evaluation_sets(max_clips).items():
             mels = [tr.mel(c.audio) for c in clips]
             refs = [sessions["fp32"].run(None, {"mel": mel}) for mel in mels]
             ref_tokens = [tr.greedy_tokens(c.audio, cross) for cross, c in zip(refs, clips, strict=True)]

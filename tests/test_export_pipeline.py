@@ -921,3 +921,26 @@ def test_encoder_schemes_bench_prints_each_scheme_beside_fp32(student_checkpoint
     assert "| smoothquant |" in table and "| dynamic |" in table and "telephone-dev" in table
     with pytest.raises(SystemExit):
         main([*args, "--schemes", "int4"])
+
+
+def test_decoder_blocks_bench_prints_each_block_size_beside_fp32(student_export, tmp_path, capsys):
+    """`python -m edge_askd_bench.decoder_blocks`: each block size quantized as the exporter does it, its decoder
+    timed behind the runtime's loop and scored per set against the fp32 decoder (whose own row is exact)."""
+    from edge_askd_bench.decoder_blocks import main
+
+    out = tmp_path / "blocks.json"
+    assert (
+        main([str(student_export), "--blocks", "128,32", "--max-clips", "2", "--repeats", "1", "--json", str(out)]) == 0
+    )
+    rows = {r["decoder"]: r for r in json.loads(out.read_text())}
+    assert list(rows) == ["fp32", "block 128", "block 32"]
+    sets = ("parity-7", "clean-en", "telephone-dev")
+    for row in rows.values():
+        assert row["ms_per_call_5s"] > 0 and row["ms_per_call_10s"] > 0
+        assert [row[s]["clips"] for s in sets] == [7, 2, 2] and all(0 <= row[s]["wer"] for s in sets)
+    assert all(rows["fp32"][s]["token_agreement"] == 1.0 for s in sets)
+    # Smaller blocks carry more scales: block 32 is bigger than 128, both well under fp32.
+    assert rows["block 128"]["file_mb"] < rows["block 32"]["file_mb"] < 0.4 * rows["fp32"]["file_mb"]
+    assert "| block 32 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([str(student_export), "--blocks", "48"])
