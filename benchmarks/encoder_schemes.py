@@ -1,15 +1,18 @@
-"""Which int8 scheme for the ONNX Runtime encoder: speed and distance from fp32, each scheme beside the others.
+"""Which int8 scheme for the encoder: speed and distance from fp32, each scheme beside the others.
 
-    python -m edge_askd_bench.encoder_schemes CHECKPOINT EXPORT_DIR [--schemes smoothquant,dynamic,weight_only]
+    python -m edge_askd_bench.encoder_schemes CHECKPOINT EXPORT_DIR [--schemes smoothquant,dynamic,weight_only,
+                                              openvino-weight-only,openvino-static]
                                               [--max-clips 40] [--repeats 9] [--threads 2] [--json OUT]
 
 EXPORT_DIR is an export of CHECKPOINT with a valid onnx-fp32 variant: its encoder is the reference and its fp32
 decoder decodes every scheme's cross K/V, so the table isolates the encoder. Each scheme is built here as the
-exporter builds it (`onnx_export.quantize_int8`; smoothquant calibrated on the real training recordings of
-`export/calibration.py`). Speed: encoder ms at 5 and 10 s of real speech, the schemes interleaved in one process
-(median of --repeats). Accuracy, per set (the 7 parity clips, clean-en, telephone-dev; none used in calibration):
-cross K/V SNR against fp32 (dB, mean over clips and outputs), greedy token agreement with fp32 (aligned, as the
-parity gate counts it) and WER. Prints a Markdown table; speed figures come from this script, not from tests.
+exporter builds it (`onnx_export.quantize_int8`, `openvino_export`; smoothquant and openvino-static calibrated on
+the real training recordings of `export/calibration.py`); the openvino-* schemes run in OpenVINO, the rest in
+ONNX Runtime, so their speed is each runtime's. Speed: encoder ms at 5 and 10 s of real speech, the schemes
+interleaved in one process (median of --repeats). Accuracy, per set (the 7 parity clips, clean-en,
+telephone-dev; none used in calibration): cross K/V SNR against fp32 (dB, mean over clips and outputs), greedy
+token agreement with fp32 (aligned, as the parity gate counts it) and WER. Prints a Markdown table; speed
+figures come from this script, not from tests.
 """
 
 from __future__ import annotations
@@ -24,25 +27,49 @@ from pathlib import Path
 
 import numpy as np
 
+OPENVINO_SCHEMES = ("openvino-weight-only", "openvino-static")  # run by OpenVINO, beside the ONNX Runtime ones
+
 
 def build_schemes(checkpoint: Path, fp32_encoder: Path, mel_of, schemes: list[str], out: Path) -> dict[str, Path]:
-    """{scheme: its int8 encoder file}, each made by the exporter's own functions (smoothquant: calibrated on
-    export/calibration.py's recordings, through `mel_of`, the runtime's features)."""
-    from edge_askd_export import onnx_export
+    """{scheme: its int8 encoder file}, each made by the exporter's own functions (smoothquant and
+    openvino-static: calibrated on export/calibration.py's recordings, through `mel_of`, the runtime's features).
+    openvino-weight-only is today's openvino-int8 encoder (NNCF int8 weights, float activations)."""
+    from edge_askd_export import onnx_export, openvino_export
+    from edge_askd_export.calibration import calibration_audio
 
     files = {}
     for scheme in schemes:
         dst = out / f"encoder.{scheme}.onnx"
         if scheme == "smoothquant":
-            from edge_askd_export.calibration import calibration_audio
             from edge_askd_export.graphs import load_model
             from edge_askd_export.smoothquant import export_smoothquant_encoder
 
             export_smoothquant_encoder(load_model(checkpoint), dst, (mel_of(a) for a in calibration_audio()))
             files[scheme] = dst
+        elif scheme == "openvino-weight-only":
+            files[scheme] = openvino_export.convert(fp32_encoder, dst.with_suffix(".xml"), "int8")
+        elif scheme == "openvino-static":
+            mels = [mel_of(a) for a in calibration_audio()]
+            files[scheme] = openvino_export.quantize_encoder_static(fp32_encoder, dst.with_suffix(".xml"), mels)
         else:
             files[scheme] = onnx_export.quantize_int8(fp32_encoder, dst, scheme=scheme)
     return files
+
+
+def encoder_runner(path: Path, threads: int):
+    """mel -> the encoder's outputs (cross K/V, in the graph's order), by ONNX Runtime or, for an IR, OpenVINO
+    with the runtime's CPU settings."""
+    if path.suffix == ".xml":
+        from edge_askd_export.openvino_export import disable_telemetry
+
+        disable_telemetry()
+        import openvino as ov
+
+        config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+        compiled = ov.Core().compile_model(str(path), "CPU", config)
+        return lambda mel: list(compiled({0: mel}).values())
+    session = ort_session(path, threads)
+    return lambda mel: session.run(None, {"mel": mel})
 
 
 def ort_session(path: Path, threads: int):
@@ -65,6 +92,12 @@ def evaluation_sets(max_clips: int) -> dict[str, list]:
     for clip in load_wer_sets(ParityConfig(max_clips_per_set=max_clips or None)):
         sets.setdefault(clip.set, []).append(clip)
     return sets
+
+
+def _size_mb(path: Path) -> float:
+    """The file's size, with its weights file for an OpenVINO IR."""
+    weights = path.with_suffix(".bin") if path.suffix == ".xml" else None
+    return (path.stat().st_size + (weights.stat().st_size if weights else 0)) / 2**20
 
 
 def _snr_db(reference: list[np.ndarray], other: list[np.ndarray]) -> float:
@@ -90,28 +123,26 @@ def measure(
     fp32_encoder = tr.backend.spec.encoder
     with tempfile.TemporaryDirectory(prefix="encoder-schemes-") as tmp:
         files = {"fp32": fp32_encoder, **build_schemes(checkpoint, fp32_encoder, tr.mel, schemes, Path(tmp))}
-        sessions = {name: ort_session(path, threads) for name, path in files.items()}
-        rows = {
-            name: {"scheme": name, "file_mb": round(path.stat().st_size / 2**20, 1)} for name, path in files.items()
-        }
+        runners = {name: encoder_runner(path, threads) for name, path in files.items()}
+        rows = {name: {"scheme": name, "file_mb": round(_size_mb(path), 1)} for name, path in files.items()}
 
         for length, audio in length_clips(dev_clips(), [5.0, 10.0]).items():
             mel = tr.mel(audio)
-            times: dict[str, list[float]] = {name: [] for name in sessions}
+            times: dict[str, list[float]] = {name: [] for name in runners}
             for _ in range(repeats):
-                for name, session in sessions.items():
+                for name, run in runners.items():
                     start = time.perf_counter()
-                    session.run(None, {"mel": mel})
+                    run(mel)
                     times[name].append(time.perf_counter() - start)
             for name, values in times.items():
                 rows[name][f"encoder_ms_{length:.0f}s"] = round(1000 * statistics.median(values), 1)
 
         for set_name, clips in evaluation_sets(max_clips).items():
             mels = [tr.mel(c.audio) for c in clips]
-            refs = [sessions["fp32"].run(None, {"mel": mel}) for mel in mels]
+            refs = [runners["fp32"](mel) for mel in mels]
             ref_tokens = [tr.greedy_tokens(c.audio, cross) for cross, c in zip(refs, clips, strict=True)]
-            for name, session in sessions.items():
-                outputs = [session.run(None, {"mel": mel}) for mel in mels]
+            for name, run in runners.items():
+                outputs = [run(mel) for mel in mels]
                 tokens = [tr.greedy_tokens(c.audio, cross) for cross, c in zip(outputs, clips, strict=True)]
                 hyps = [tr.detokenizer.decode(t) for t in tokens]  # the gate's text: greedy, no VAD
                 rows[name][set_name] = {
@@ -129,16 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path, help="the checkpoint the export was made from (smoothquant needs it)")
     p.add_argument("export", type=Path, help="an export directory with a valid onnx-fp32 variant")
-    p.add_argument("--schemes", default=",".join(ENCODER_SCHEMES))
+    known = (*ENCODER_SCHEMES, *OPENVINO_SCHEMES)
+    p.add_argument("--schemes", default=",".join(known), help=f"any of {', '.join(known)}")
     p.add_argument("--max-clips", type=int, default=40, help="clips per real set (evenly spaced)")
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     schemes = [s for s in args.schemes.split(",") if s]
-    unknown = sorted(set(schemes) - set(ENCODER_SCHEMES))
+    unknown = sorted(set(schemes) - set(known))
     if unknown:
-        p.error(f"--schemes: unknown {', '.join(unknown)}; use {', '.join(ENCODER_SCHEMES)}")
+        p.error(f"--schemes: unknown {', '.join(unknown)}; use {', '.join(known)}")
     from edge_askd_runtime.errors import EdgeAskdError
 
     try:

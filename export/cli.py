@@ -73,6 +73,13 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="onnx-int8 decoder quantization; auto: the target's (weight-only, dynamic on rpi4) (default)",
     )
     parser.add_argument(
+        "--openvino-int8-encoder",
+        choices=("auto", "static", "weight_only"),
+        default="auto",
+        help="openvino-int8 encoder quantization; auto: static (int8 activations too, calibrated on real training "
+        "clips), weight-only if it fails the gate (default)",
+    )
+    parser.add_argument(
         "--vocab",
         type=_vocab,
         default="full",
@@ -100,6 +107,7 @@ def run_export(args: argparse.Namespace) -> int:
         parity=parity_config(args),
         onnx_int8_encoder=args.onnx_int8_encoder,
         onnx_int8_decoder=args.onnx_int8_decoder,
+        openvino_int8_encoder=args.openvino_int8_encoder,
         vocab=args.vocab,
     )
     path = export_checkpoint(resolve_checkpoint(args.checkpoint), args.target, args.out, options)

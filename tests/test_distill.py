@@ -81,7 +81,7 @@ def _cfg(manifests, out: Path, **kw) -> DistillConfig:
         batch_size=2,
         warmup_steps=1,
         checkpoint_every=2,
-        threads=1,
+        threads=2,  # this machine's cores (the distributed test's ranks take one each)
         progress=False,
         decay_end=0.5,
         self_kd_start=0.5,

@@ -34,6 +34,7 @@ COMMON = dict(
     teacher_precision="fp32",
     decay_end=0.5,
     self_kd_start=0.5,
+    threads=1,  # one core per rank; the one-process run alike, so the two sides compute the same way
 )
 # Each rank saves its weights beside the run and lists what it opened for writing inside the run directory.
 DRIVER = textwrap.dedent(
