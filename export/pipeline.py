@@ -54,7 +54,9 @@ class ExportError(EdgeAskdError):
 class ExportOptions:
     parity: ParityConfig = field(default_factory=ParityConfig)
     tflite_buckets: tuple[int, ...] = DEFAULT_BUCKETS  # ignored for padded_30s models (one 3000-frame bucket)
-    threads: int = 1  # threads for the parity runs
+    # Threads for the export's PyTorch work (tracing, calibration, the reference transcripts) and the parity runs:
+    # this machine's cores (it was 1, which left a 2-core machine's second core idle through every export).
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     # int8 variants: also quantize the encoder's two front-end conv1d layers. Off: measured on tiny.en (7 real
     # clips, 33 s; one thread), int8 convs raised the RMS error of the encoder's output (cross K/V vs fp32) in
     # every format (ONNX 0.112 -> 0.133, OpenVINO 0.036 -> 0.048, TFLite 0.055 -> 0.076), cut TFLite's greedy

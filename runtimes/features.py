@@ -65,6 +65,28 @@ def mel_filters(n_mels: int = 80, n_fft: int = N_FFT, sample_rate: int = SAMPLE_
     return filters.astype(np.float32)
 
 
+@lru_cache(maxsize=4)
+def _mel_bands(n_mels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bins, weights, starts): each filter's non-zero FFT bins and weights, concatenated filter after filter, and
+    where each filter's run starts. Every Whisper filter is one contiguous band of >= 1 bin (80 and 128 mels)."""
+    filters = mel_filters(n_mels)
+    bins = [np.flatnonzero(filters[:, m]) for m in range(n_mels)]
+    if any(len(b) == 0 for b in bins):
+        raise ValueError(f"a {n_mels}-band mel filterbank has an empty filter")
+    starts = np.cumsum([0] + [len(b) for b in bins[:-1]])
+    flat = np.concatenate(bins)
+    return flat, filters[flat, np.repeat(np.arange(n_mels), [len(b) for b in bins])], starts
+
+
+def _apply_mel(power: np.ndarray, n_mels: int) -> np.ndarray:
+    """power [T, bins] @ mel_filters(n_mels), as a sum over each filter's few bins (~5 of 201) instead of a matrix
+    product. The product is the only BLAS call of a transcription, and OpenBLAS's threads keep spinning for a
+    while after it, on the cores the encoder is about to use: measured (base student, OpenVINO int8, 10 s, 2
+    cores) the encoder took 129 ms after the product and 74-88 ms after this sum, which costs ~1 ms."""
+    bins, weights, starts = _mel_bands(n_mels)
+    return np.add.reduceat(power[:, bins] * weights, starts, axis=1)
+
+
 @lru_cache(maxsize=1)
 def _hann_window() -> np.ndarray:
     return np.hanning(N_FFT + 1)[:-1].astype(np.float32)
@@ -108,7 +130,7 @@ def log_mel(
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH]
     spectrum = np.fft.rfft(frames * _hann_window(), n=N_FFT, axis=-1)
     power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
-    mel = power @ mel_filters(n_mels)
+    mel = _apply_mel(power, n_mels)
     log_spec = np.log10(np.maximum(mel, 1e-10)).T[:, :-1]
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0).astype(np.float32)

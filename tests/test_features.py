@@ -50,3 +50,16 @@ def test_unpadded_frames_match_padded_except_the_edge(real_clip):
 def test_log_mel_rejects_multichannel():
     with pytest.raises(ValueError, match="mono"):
         log_mel(np.zeros((2, 16000), dtype=np.float32))
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_the_band_sum_is_the_filterbank_product(n_mels):
+    """The mel projection sums each filter's band instead of calling BLAS (whose threads would spin on the
+    encoder's cores): the same numbers as the matrix product, for Whisper's 80- and 128-band front ends."""
+    from edge_askd_runtime.features import _apply_mel
+
+    power = np.random.default_rng(0).random((777, 201), dtype=np.float32) ** 4 * 100
+    expected = power @ mel_filters(n_mels)
+    got = _apply_mel(power, n_mels)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6 * float(expected.max()))
