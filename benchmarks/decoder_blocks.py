@@ -94,14 +94,16 @@ def main(argv: list[str] | None = None) -> int:
         rows = measure(args.export, blocks, args.max_clips, args.repeats, args.threads)
     except EdgeAskdError as exc:
         sys.exit(f"error: {exc}")
-    sets = [k for k in rows[0] if isinstance(rows[0][k], dict)]
-    print(f"| decoder | MB | ms/call 5 s | ms/call 10 s | {' | '.join(sets)} |")
-    print("|---|---|---|---|" + "---|" * len(sets))
-    for r in rows:
-        cells = [f"agree {r[s]['token_agreement']:.4f}, WER {r[s]['wer']:.2f} %" for s in sets]
-        speed = f"{r['ms_per_call_5s']} | {r['ms_per_call_10s']}"
-        print(f"| {r['decoder']} | {r['file_mb']} | {speed} | {' | '.join(cells)} |")
-    print("Agreement against the fp32 decoder (fp32 encoder throughout); WER against the references.")
+    from .encoder_schemes import print_table
+
+    print_table(
+        rows,
+        ("decoder", "decoder"),
+        ("ms/call 5 s", "ms/call 10 s"),
+        lambda r: (str(r["ms_per_call_5s"]), str(r["ms_per_call_10s"])),
+        lambda s: f"agree {s['token_agreement']:.4f}, WER {s['wer']:.2f} %",
+        "Agreement against the fp32 decoder (fp32 encoder throughout); WER against the references.",
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

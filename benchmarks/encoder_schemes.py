@@ -177,17 +177,28 @@ def main(argv: list[str] | None = None) -> int:
         rows = measure(args.checkpoint, args.export, schemes, args.max_clips, args.repeats, args.threads)
     except EdgeAskdError as exc:
         sys.exit(f"error: {exc}")
-    sets = [k for k in rows[0] if isinstance(rows[0][k], dict)]
-    print(f"| encoder | MB | 5 s | 10 s | {' | '.join(sets)} |")
-    print("|---|---|---|---|" + "---|" * len(sets))
-    for r in rows:
-        cells = [f"{r[s]['snr_db']} dB, agree {r[s]['token_agreement']:.3f}, WER {r[s]['wer']:.2f} %" for s in sets]
-        speed = f"{r['encoder_ms_5s']} ms | {r['encoder_ms_10s']} ms"
-        print(f"| {r['scheme']} | {r['file_mb']} | {speed} | {' | '.join(cells)} |")
-    print("SNR and agreement against the fp32 encoder (fp32 decoder throughout); WER against the references.")
+    print_table(
+        rows,
+        ("encoder", "scheme"),
+        ("5 s", "10 s"),
+        lambda r: (f"{r['encoder_ms_5s']} ms", f"{r['encoder_ms_10s']} ms"),
+        lambda s: f"{s['snr_db']} dB, agree {s['token_agreement']:.3f}, WER {s['wer']:.2f} %",
+        "SNR and agreement against the fp32 encoder (fp32 decoder throughout); WER against the references.",
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
+
+
+def print_table(rows: list[dict], name: tuple[str, str], speeds: tuple[str, ...], speed_of, cell_of, note: str):
+    """One Markdown row per scheme: its name (header, row key), file MB, the speed cells, one cell per real set."""
+    sets = [k for k in rows[0] if isinstance(rows[0][k], dict)]
+    print(f"| {name[0]} | MB | {' | '.join(speeds)} | {' | '.join(sets)} |")
+    print("|---|---|" + "---|" * (len(speeds) + len(sets)))
+    for r in rows:
+        cells = [*speed_of(r), *(cell_of(r[s]) for s in sets)]
+        print(f"| {r[name[1]]} | {r['file_mb']} | {' | '.join(cells)} |")
+    print(note)
 
 
 if __name__ == "__main__":

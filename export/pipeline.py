@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -598,79 +599,67 @@ def onnx_int8_schemes(options: ExportOptions, target) -> list[dict[str, str]]:
     return [{"encoder": e, "decoder": d} for d in decoders for e in encoders]
 
 
-def _retry_onnx_int8(builder: _Builder, manifest: dict, out: Path, variant: dict, check, failed, schemes):
-    """Re-quantize the onnx-int8 roles whose scheme changes and gate again, down the list of `schemes` (the first
-    is the one that failed); keeps the first that passes, else the first scheme's files and manifest entries put
-    back. `quantization.failed` records every scheme that failed, with its evidence."""
-    rels = {role: variant["files"][role] for role in ("encoder", "decoder")}
-    entries = {role: dict(manifest["files"][rel]) for role, rel in rels.items()}
-    aside = {role: (out / rel).with_name(f".{Path(rel).name}.first") for role, rel in rels.items()}
-    for role, rel in rels.items():
-        shutil.copyfile(out / rel, aside[role])
-
-    def evidence(scheme: dict, result) -> dict:
-        return {**scheme, "wer": result.wer, "token_agreement": result.token_agreement, "reason": result.reason}
-
-    record, current, passed = [evidence(schemes[0], failed)], dict(schemes[0]), None
-    for scheme in schemes[1:]:
-        for role in ("encoder", "decoder"):
-            if scheme[role] != current[role]:
-                builder.onnx_int8(role, scheme[role])
-                add_files(manifest, out, [rels[role]], "onnx", "int8")
-        current = dict(scheme)
-        result, _ = check(None)
-        if result.passed:
-            passed = result
-            break
-        record.append(evidence(scheme, result))
-    if passed is None:
-        for role, rel in rels.items():
-            os.replace(aside[role], out / rel)
-            manifest["files"][rel] = entries[role]
-        variant["quantization"]["failed"] = record
-        return failed
-    for path in aside.values():
-        path.unlink()
-    variant["quantization"].update(current, failed=record)
-    return passed
-
-
-def _retry_openvino_int8(builder: _Builder, manifest: dict, out: Path, variant: dict, check, failed, schemes):
-    """The openvino-int8 encoder rebuilt by each later scheme and gated again (with the precision-hint pinning of
-    gate_openvino_precision), until one passes; else the first scheme's files and manifest entries put back.
-    `quantization.failed` records every scheme that failed, with its evidence."""
-    rels = [variant["files"]["encoder"], variant["files"]["encoder_weights"]]
+def _retry_int8(
+    manifest: dict, out: Path, variant: dict, rels: list[str], schemes: list[dict], failed, rebuild, regate
+):
+    """Down the list of an int8 variant's `schemes` (the first is the one that just failed the gate): rebuild the
+    files for each next scheme (`rebuild(previous, scheme)`) and gate again (`regate()` -> (result, variant
+    entries to keep if it passes)); keeps the first that passes, else puts the first scheme's files (`rels`) and
+    their manifest entries back. `quantization.failed` records every scheme that failed, with its evidence."""
     entries = {rel: dict(manifest["files"][rel]) for rel in rels}
     aside = {rel: (out / rel).with_name(f".{Path(rel).name}.first") for rel in rels}
     for rel in rels:
         shutil.copyfile(out / rel, aside[rel])
 
-    def evidence(scheme: str, result) -> dict:
-        return {
-            "encoder": scheme,
-            "wer": result.wer,
-            "token_agreement": result.token_agreement,
-            "reason": result.reason,
-        }
+    def evidence(scheme: dict, result) -> dict:
+        return {**scheme, "wer": result.wer, "token_agreement": result.token_agreement, "reason": result.reason}
 
-    record, runtime = [evidence(schemes[0], failed)], variant["runtime"]
-    for scheme in schemes[1:]:
-        builder.openvino("encoder", "int8", scheme)
-        add_files(manifest, out, rels, "openvino", "int8")
-        result, scheme_runtime = gate_openvino_precision(check, "int8")
+    record = [evidence(schemes[0], failed)]
+    for previous, scheme in itertools.pairwise(schemes):
+        rebuild(previous, scheme)
+        add_files(manifest, out, rels, variant["format"], "int8")
+        result, keep = regate()
         if result.passed:
             for path in aside.values():
                 path.unlink()
-            variant["runtime"] = scheme_runtime
-            variant["quantization"].update(encoder=scheme, failed=record)
+            variant.update(keep)
+            variant["quantization"].update(scheme, failed=record)
             return result
         record.append(evidence(scheme, result))
     for rel in rels:
         os.replace(aside[rel], out / rel)
         manifest["files"][rel] = entries[rel]
-    variant["runtime"] = runtime
     variant["quantization"]["failed"] = record
     return failed
+
+
+def _retry_onnx_int8(builder: _Builder, manifest: dict, out: Path, variant: dict, check, failed, schemes):
+    """onnx-int8: re-quantize the roles whose scheme changes, gate again (onnx_int8_schemes gives the order)."""
+
+    def rebuild(previous: dict, scheme: dict) -> None:
+        for role in ("encoder", "decoder"):
+            if scheme[role] != previous[role]:
+                builder.onnx_int8(role, scheme[role])
+
+    rels = [variant["files"][role] for role in ("encoder", "decoder")]
+    return _retry_int8(manifest, out, variant, rels, schemes, failed, rebuild, lambda: (check(None)[0], {}))
+
+
+def _retry_openvino_int8(builder: _Builder, manifest: dict, out: Path, variant: dict, check, failed, schemes):
+    """openvino-int8: rebuild the encoder by the next scheme (OPENVINO_ENCODER_SCHEMES), gate again with the
+    precision-hint pinning of gate_openvino_precision."""
+
+    def regate():
+        result, runtime = gate_openvino_precision(check, "int8")
+        return result, {"runtime": runtime}
+
+    rels = [variant["files"]["encoder"], variant["files"]["encoder_weights"]]
+
+    def rebuild(_previous: dict, scheme: dict) -> None:
+        builder.openvino("encoder", "int8", scheme["encoder"])
+
+    encoders = [{"encoder": scheme} for scheme in schemes]
+    return _retry_int8(manifest, out, variant, rels, encoders, failed, rebuild, regate)
 
 
 def runs_in(variant: dict) -> str | None:
