@@ -82,7 +82,7 @@ def _apply_mel(power: np.ndarray, n_mels: int) -> np.ndarray:
     """power [T, bins] @ mel_filters(n_mels), as a sum over each filter's few bins (~5 of 201) instead of a matrix
     product. The product is the only BLAS call of a transcription, and OpenBLAS's threads keep spinning for a
     while after it, on the cores the encoder is about to use: measured (base student, OpenVINO int8, 10 s, 2
-    cores) the encoder took 129 ms after the product and 74-88 ms after this sum, which costs ~1 ms."""
+    cores) the encoder took 129 ms after the product and 74-88 ms after this sum, which costs ~3 ms more."""
     bins, weights, starts = _mel_bands(n_mels)
     return np.add.reduceat(power[:, bins] * weights, starts, axis=1)
 

@@ -65,6 +65,7 @@ class Detokenizer:
 
 
 _VOCAB_ENTRY = re.compile(rb'"((?:[^"\\]|\\.)*)"\s*:\s*(\d+)')  # "token": id, the token JSON-escaped
+_VOCAB_END = re.compile(rb'\}\s*,\s*"merges"\s*:')
 
 
 def _vocab_entries(data: bytes) -> Iterator[tuple[str, int]]:
@@ -73,7 +74,9 @@ def _vocab_entries(data: bytes) -> Iterator[tuple[str, int]]:
     where the layout is unexpected."""
     model = data.find(b'"model"')
     at = data.find(b'"vocab"', model) if model >= 0 else -1
-    end = data.find(b'"merges"', at) if at >= 0 else -1
+    # The vocab object ends where "merges" follows a closing brace (a token spelled "merges" follows a comma).
+    after = _VOCAB_END.search(data, at) if at >= 0 else None
+    end = after.start() if after else -1
     if end < 0 or data.find(b"{", at, end) < 0:
         yield from json.loads(data)["model"]["vocab"].items()
         return

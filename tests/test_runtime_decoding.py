@@ -80,6 +80,11 @@ def test_detokenizer_reads_only_the_vocabulary_and_keeps_a_few_mb(teacher_dir, t
     assert text == "Hello,"
     assert peak_mb < 12 and kept_mb < 8, (peak_mb, kept_mb)
 
+    # The vocab object is read up to the "merges" key, not to a token spelled "merges"; escapes are decoded.
+    tricky = tmp_path / "tricky.json"
+    tricky.write_text('{"model": {"vocab": {"a": 0, "merges": 1, "\\"}": 2, "b": 3}, "merges": ["a b"]}}')
+    assert Detokenizer.from_file(tricky, first_special=4).decode([0, 1, 2, 3]) == 'amerges"}b'
+
     broken = tmp_path / "tokenizer.json"
     broken.write_text('{"model": {"type": "BPE", "merges": []}}')
     with pytest.raises(ModelError, match="tokenizer.json.*re-run edge-askd export"):
