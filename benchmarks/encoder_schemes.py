@@ -18,6 +18,7 @@ figures come from this script, not from tests.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -37,6 +38,10 @@ def build_schemes(checkpoint: Path, fp32_encoder: Path, mel_of, schemes: list[st
     from edge_askd_export import onnx_export, openvino_export
     from edge_askd_export.calibration import calibration_audio
 
+    @functools.cache
+    def calibration_mels() -> list:  # computed once for the calibrated schemes
+        return [mel_of(a) for a in calibration_audio()]
+
     files = {}
     for scheme in schemes:
         dst = out / f"encoder.{scheme}.onnx"
@@ -44,13 +49,13 @@ def build_schemes(checkpoint: Path, fp32_encoder: Path, mel_of, schemes: list[st
             from edge_askd_export.graphs import load_model
             from edge_askd_export.smoothquant import export_smoothquant_encoder
 
-            export_smoothquant_encoder(load_model(checkpoint), dst, (mel_of(a) for a in calibration_audio()))
+            export_smoothquant_encoder(load_model(checkpoint), dst, calibration_mels())
             files[scheme] = dst
         elif scheme == "openvino-weight-only":
             files[scheme] = openvino_export.convert(fp32_encoder, dst.with_suffix(".xml"), "int8")
         elif scheme == "openvino-static":
-            mels = [mel_of(a) for a in calibration_audio()]
-            files[scheme] = openvino_export.quantize_encoder_static(fp32_encoder, dst.with_suffix(".xml"), mels)
+            xml = dst.with_suffix(".xml")
+            files[scheme] = openvino_export.quantize_encoder_static(fp32_encoder, xml, calibration_mels())
         else:
             files[scheme] = onnx_export.quantize_int8(fp32_encoder, dst, scheme=scheme)
     return files

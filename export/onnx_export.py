@@ -80,16 +80,27 @@ def export_decoder(model: torch.nn.Module, path: Path, cache_in_graph: bool = Fa
     )
 
 
+WEIGHT_ONLY_BLOCK = 128  # base-e6d2 encoder, 7 clips: block 128 agreement 0.966 at 92 ms / 10 s; block 32 0.978 at 106
+# The decoder's activations are quantized per block too, and its logits pick among close candidates. Trained base-dyn
+# student, fp32 encoder, the 157 real-set clips (clean-en / telephone-dev), token agreement with the fp32 decoder
+# and WER (fp32: 1.16 / 5.13 %), ms per decoder call on a 22 s clip, 2 threads, AMD EPYC:
+#   block 128: 0.957 / 0.993, 2.89 / 5.43 %, 3.7-3.9 ms   block 64: 0.979 / 0.994, 1.16 / 5.28 %, 3.7 ms
+#   block 32:  0.996 / 0.997, 1.16 / 5.28 %, 4.2-4.4 ms   block 16: 1.000 / 0.990, 1.16 / 5.43 %, 4.5 ms
+#   (4-bit weights, blocks 32-128: 0.875-0.944 on clean-en for 6-20 % less time per call; fp32 compute on int8
+#   weights, accuracy_level 1: 0.983 at 206 ms per call.)
+DECODER_WEIGHT_ONLY_BLOCK = 32
+
+
 def quantize_int8(
-    src: Path, dst: Path, quantize_convs: bool = False, scheme: str = "dynamic", block: int | None = None
+    src: Path, dst: Path, quantize_convs: bool = False, scheme: str = "dynamic", block: int = WEIGHT_ONLY_BLOCK
 ) -> Path:
     """int8 weights of MatMul/Gemm/Gather (and of Conv if `quantize_convs`), in one of two schemes:
 
     - "dynamic": QInt8 per-channel weights and activations quantized per tensor at run time (MatMulInteger), the
       fastest on CPU. Float convs are the default (`ExportOptions.quantize_convs`): ConvInteger has no fast kernel
       in ONNX Runtime's CPU provider (tiny.en 30 s encoder 369 vs 322 ms) and int8 convs raise the encoder's error.
-    - "weight_only": MatMulNBits with 8-bit symmetric weights in blocks of `block` along K (default
-      `WEIGHT_ONLY_BLOCK`; a decoder takes `DECODER_WEIGHT_ONLY_BLOCK`) and activations quantized per block
+    - "weight_only": MatMulNBits with 8-bit symmetric weights in blocks of `block` along K
+      (`WEIGHT_ONLY_BLOCK`; a decoder takes `DECODER_WEIGHT_ONLY_BLOCK`) and activations quantized per block
       (accuracy_level 4). Per-tensor activation scales are what break an encoder
       whose activations have outliers; see `ExportOptions.onnx_int8_encoder` for the measurements.
     - "mixed": dynamic, except the down projections (`down_projections`: fc2, after GELU) weight-only. For a
@@ -100,7 +111,7 @@ def quantize_int8(
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     if scheme == "weight_only":
-        _quantize_weight_only(src, dst, block or WEIGHT_ONLY_BLOCK)
+        _quantize_weight_only(src, dst, block)
         if quantize_convs:
             quantize_dynamic(
                 str(dst), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["Conv"]
@@ -117,7 +128,7 @@ def quantize_int8(
         nodes_to_exclude=down_projections(src) if scheme == "mixed" else None,
     )
     if scheme == "mixed":  # the down projections, left float above, weight-only (the only constant MatMuls left)
-        _quantize_weight_only(dst, dst, block or WEIGHT_ONLY_BLOCK)
+        _quantize_weight_only(dst, dst, block)
         return dst
     import onnx
 
@@ -138,17 +149,6 @@ def down_projections(path: Path) -> list[str]:
     shapes = {init.name: tuple(init.dims) for init in graph.initializer}
     narrowing = {name for name, dims in shapes.items() if len(dims) == 2 and dims[0] > dims[1]}
     return [node.name for node in graph.node if node.op_type == "MatMul" and node.input[1] in narrowing]
-
-
-WEIGHT_ONLY_BLOCK = 128  # base-e6d2 encoder, 7 clips: block 128 agreement 0.966 at 92 ms / 10 s; block 32 0.978 at 106
-# The decoder's activations are quantized per block too, and its logits pick among close candidates. Trained base-dyn
-# student, fp32 encoder, the 157 real-set clips (clean-en / telephone-dev), token agreement with the fp32 decoder
-# and WER (fp32: 1.16 / 5.13 %), ms per decoder call on a 22 s clip, 2 threads, AMD EPYC:
-#   block 128: 0.957 / 0.993, 2.89 / 5.43 %, 3.7-3.9 ms   block 64: 0.979 / 0.994, 1.16 / 5.28 %, 3.7 ms
-#   block 32:  0.996 / 0.997, 1.16 / 5.28 %, 4.2-4.4 ms   block 16: 1.000 / 0.990, 1.16 / 5.43 %, 4.5 ms
-#   (4-bit weights, blocks 32-128: 0.875-0.944 on clean-en for 6-20 % less time per call; fp32 compute on int8
-#   weights, accuracy_level 1: 0.983 at 206 ms per call.)
-DECODER_WEIGHT_ONLY_BLOCK = 32
 
 
 def _quantize_weight_only(src: Path, dst: Path, block: int) -> None:
