@@ -15,7 +15,8 @@ One graph design serves ONNX, OpenVINO and TFLite alike (see shared/notes/export
   * Per-layer tensors rather than one stacked [L, ...] tensor: stacked, ONNX Runtime spent ~40% of each step
     in Split copying the whole cross cache.
 The attention arithmetic is written out from the HF layer weights (same order of operations as HF's
-WhisperAttention: q is scaled before the matmul) so the graph is independent of HF's attention dispatch.
+WhisperAttention: q is scaled before the matmul, its scale folded into the q projection) so the graph is
+independent of HF's attention dispatch.
 """
 
 from __future__ import annotations
@@ -86,6 +87,17 @@ def write_slots(cache: torch.Tensor, new: torch.Tensor, offset: torch.Tensor) ->
     return cache.scatter(new.dim() - 2, index, new)
 
 
+def _scaled_linear(linear: nn.Linear, scale: float) -> nn.Linear:
+    """A copy of `linear` whose output is `scale` times the original's (the original is left as it is)."""
+    scaled = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None)
+    scaled.to(device=linear.weight.device, dtype=linear.weight.dtype)
+    with torch.no_grad():
+        scaled.weight.copy_(linear.weight * scale)
+        if linear.bias is not None:
+            scaled.bias.copy_(linear.bias * scale)
+    return scaled.requires_grad_(False)
+
+
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """[1, L, D] -> [1, H, L, Dh]."""
     batch, length, dim = x.shape
@@ -130,6 +142,14 @@ class DecoderStepGraph(nn.Module):
         self.proj_out = model.proj_out
         self.heads = model.config.decoder_attention_heads
         self.layers = len(self.decoder.layers)
+        # HF scales q after its projection; scaled copies of the q projections save one Mul node per attention
+        # per step. The scale, head_dim ** -0.5, is 1/8 for every Whisper size: a power of two, so exact.
+        self.self_q = nn.ModuleList(
+            _scaled_linear(layer.self_attn.q_proj, layer.self_attn.scaling) for layer in self.decoder.layers
+        )
+        self.cross_q = nn.ModuleList(
+            _scaled_linear(layer.encoder_attn.q_proj, layer.encoder_attn.scaling) for layer in self.decoder.layers
+        )
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         scores = torch.matmul(q, k.transpose(2, 3))
@@ -155,7 +175,7 @@ class DecoderStepGraph(nn.Module):
         for index, layer in enumerate(self.decoder.layers):
             attn = layer.self_attn
             h = layer.self_attn_layer_norm(x)
-            q = _heads(attn.q_proj(h) * attn.scaling, self.heads)
+            q = _heads(self.self_q[index](h), self.heads)
             k_new = _heads(attn.k_proj(h), self.heads)
             v_new = _heads(attn.v_proj(h), self.heads)
             k_all = torch.cat([self_kv[2 * index], k_new], dim=2)
@@ -165,7 +185,7 @@ class DecoderStepGraph(nn.Module):
 
             cross = layer.encoder_attn
             h = layer.encoder_attn_layer_norm(x)
-            q = _heads(cross.q_proj(h) * cross.scaling, self.heads)
+            q = _heads(self.cross_q[index](h), self.heads)
             x = x + cross.out_proj(_merge_heads(self._attend(q, cross_kv[2 * index], cross_kv[2 * index + 1], None)))
 
             h = layer.final_layer_norm(x)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .graphs import DecoderStepGraph, EncoderGraph, GraphDims, example_inputs
+from .onnx_fusions import fuse_weight_only_graph
 
 OPSET = 18
 PROMPT_EXAMPLE_TOKENS = 4  # the multilingual prompt's length; any size >= 2 keeps the token axis dynamic
@@ -116,6 +117,7 @@ def quantize_int8(
             quantize_dynamic(
                 str(dst), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["Conv"]
             )
+        fuse_weight_only_graph(dst)  # a quarter fewer nodes per call (export/onnx_fusions.py)
         return dst
     if scheme not in ("dynamic", "mixed"):
         raise ValueError(f"unknown ONNX int8 scheme {scheme!r}; use dynamic, weight_only or mixed")

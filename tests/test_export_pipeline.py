@@ -747,6 +747,52 @@ def test_weight_only_int8_encoder_is_int8_and_closer_to_fp32_than_dynamic(studen
         quantize_int8(src, tmp_path / "x.onnx", scheme="int4")
 
 
+def test_weight_only_decoder_is_fused_and_computes_what_the_unfused_graph_computes(student_export, tmp_path):
+    """quantize_int8's weight-only pass fuses the residual LayerNorms, the erf GELU and every projection's bias into
+    ONNX Runtime's contrib ops (export/onnx_fusions.py), and the graph's q projections carry the attention scale
+    (export/graphs.py): fewer nodes per decoder step, the same logits and new K/V as the plain MatMulNBits graph."""
+    import onnx
+    import onnxruntime as ort
+
+    from edge_askd_export import onnx_export
+    from edge_askd_export.onnx_export import DECODER_WEIGHT_ONLY_BLOCK, quantize_int8
+
+    src = student_export / "onnx" / "decoder.fp32.onnx"
+    fused = quantize_int8(src, tmp_path / "fused.onnx", scheme="weight_only", block=DECODER_WEIGHT_ONLY_BLOCK)
+    onnx_export._quantize_weight_only(src, tmp_path / "plain.onnx", DECODER_WEIGHT_ONLY_BLOCK)
+    graphs = {p.stem: onnx.load(str(p)).graph for p in (fused, tmp_path / "plain.onnx")}
+    ops = {name: [n.op_type for n in g.node] for name, g in graphs.items()}
+    dims = _manifest(student_export)["model"]["dims"]
+    layers = dims["decoder_layers"]
+    assert ops["fused"].count("Gelu") == layers and "Erf" not in ops["fused"]
+    assert ops["fused"].count("SkipLayerNormalization") >= 2 * layers
+    producers = {n.output[0] for n in graphs["fused"].node if n.op_type == "MatMulNBits"}
+    assert not any(n.op_type == "Add" and set(n.input) & producers for n in graphs["fused"].node)  # biases inside
+    assert len(ops["fused"]) < 0.8 * len(ops["plain"]), (len(ops["fused"]), len(ops["plain"]))
+    scalars = [i for i in graphs["plain"].initializer if list(i.dims) in ([], [1])]
+    consts = {i.name: onnx.numpy_helper.to_array(i) for i in scalars}
+    q_scale = dims["head_dim"] ** -0.5
+    scaled = [n for n in graphs["plain"].node if n.op_type == "Mul" and any(
+        i in consts and np.isclose(float(consts[i]), q_scale) for i in n.input)]  # fmt: skip
+    assert not scaled  # the attention scale lives in the q projections' weights
+
+    session = {
+        p.stem: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        for p in (fused, tmp_path / "plain.onnx")
+    }
+    inputs = session["fused"].get_inputs()
+    rng = np.random.default_rng(0)
+    feeds = {"token": np.array([[50257, 50362, 440]], dtype=np.int64), "offset": np.array([5], dtype=np.int64)}
+    for spec in inputs[2:]:
+        slots = 5 if spec.name.startswith("self_") else 150
+        shape = [1, spec.shape[1], slots, spec.shape[3]]
+        feeds[spec.name] = (0.5 * rng.standard_normal(shape)).astype(np.float32)
+    out = {name: s.run(None, feeds) for name, s in session.items()}
+    for fused_out, plain_out in zip(out["fused"], out["plain"], strict=True):
+        assert fused_out.shape == plain_out.shape
+        assert np.abs(fused_out - plain_out).max() < 1e-3 * max(1.0, np.abs(plain_out).max())
+
+
 def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(student_checkpoint, tmp_path, real_clip):
     """auto retries the encoder weight-only when smoothquant fails the gate, then both encoders with the other decoder
     scheme (OpenVINO: static, then weight-only); when all fail (an impossible budget) the first scheme's files are
