@@ -38,9 +38,9 @@ def markdown_table(result: dict, reference: str | None = None) -> str:
         )
     lines += [
         "",
-        "| candidate | audio s | encoder ms | decode ms | tokens | ms/token | floor ms/token | x of floor "
-        "| e2e min-max ms |" + (f" speed-up vs {reference} |" if reference else ""),
-        "|---" * (9 + bool(reference)) + "|",
+        "| candidate | audio s | front end ms | encoder ms | decode ms | rest ms | tokens | ms/token | floor ms/token "
+        "| x of floor | e2e min-max ms |" + (f" speed-up vs {reference} |" if reference else ""),
+        "|---" * (11 + bool(reference)) + "|",
     ]
     for spec in specs:
         for length in lengths:
@@ -49,13 +49,16 @@ def markdown_table(result: dict, reference: str | None = None) -> str:
             if reference and (reference, length) in by:
                 speedup = f" {by[(reference, length)]['e2e_ms']['median'] / r['e2e_ms']['median']:.2f}x |"
             lines.append(
-                f"| {spec} | {length:g} | {_fmt(r['encoder_ms'])} | {_fmt(r['decode_ms'])} | {r['tokens']:.0f} | "
+                f"| {spec} | {length:g} | {_fmt(r.get('front_end_ms'))} | {_fmt(r['encoder_ms'])} | "
+                f"{_fmt(r['decode_ms'])} | {_fmt(r.get('rest_ms'))} | {r['tokens']:.0f} | "
                 f"{_fmt(r['ms_per_token'], '.1f')} | {_fmt(r.get('floor_ms_per_token'), '.2f')} | "
                 f"{_fmt(r.get('x_of_floor'), '.1f')} | {r['e2e_ms']['min']:.0f}-{r['e2e_ms']['max']:.0f} |{speedup}"
             )
     if host.get("copy_bandwidth_gbs"):
         lines.append(
-            f"\nms/token: decode time (prompt calls included) over generated tokens. Floor: the decoder weights one "
+            "\nFront end: audio to log-mel. Decode: the decoder's calls as the runtime times them (for peers that do "
+            "not time their decoder, e2e less encoder and front end); rest: what e2e spends outside the three. "
+            f"ms/token: decode time (prompt calls included) over generated tokens. Floor: the decoder weights one "
             f"step reads over this host's copy bandwidth, {host['copy_bandwidth_gbs']:.1f} GB/s "
             "(benchmarks/bandwidth.py; caches and activations not counted, so the floor is a lower bound)."
         )
@@ -94,12 +97,17 @@ def plot_all(result: dict, out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(specs) + 1.5))
     longest = min(lengths, key=lambda s: abs(s - 10.0))
     ys = range(len(specs))
-    load = [by[(s, longest)]["load_s"] * 1000 for s in specs]
-    enc = [by[(s, longest)]["encoder_ms"] or 0 for s in specs]
-    dec = [by[(s, longest)]["decode_ms"] or by[(s, longest)]["e2e_ms"]["median"] for s in specs]
-    ax.barh(ys, load, label="model load", color="#bbbbbb")
-    ax.barh(ys, enc, left=load, label="encoder", color="#4c72b0")
-    ax.barh(ys, dec, left=[a + b for a, b in zip(load, enc, strict=True)], label="decoder + rest", color="#dd8452")
+    parts = {  # label -> (colour, ms per candidate); a candidate that does not split its time has it all in decode
+        "model load": ("#bbbbbb", [by[(s, longest)]["load_s"] * 1000 for s in specs]),
+        "front end": ("#55a868", [by[(s, longest)].get("front_end_ms") or 0 for s in specs]),
+        "encoder": ("#4c72b0", [by[(s, longest)]["encoder_ms"] or 0 for s in specs]),
+        "decoder": ("#dd8452", [by[(s, longest)]["decode_ms"] or by[(s, longest)]["e2e_ms"]["median"] for s in specs]),
+        "rest": ("#8172b3", [by[(s, longest)].get("rest_ms") or 0 for s in specs]),
+    }
+    left = [0.0] * len(specs)
+    for label, (colour, widths) in parts.items():
+        ax.barh(ys, widths, left=left, label=label, color=colour)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.set_yticks(list(ys), specs, fontsize=8)
     ax.set_xlabel(f"ms (load once, then one {longest:g} s clip)")
     ax.set_title("Latency breakdown")

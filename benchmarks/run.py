@@ -59,6 +59,11 @@ def length_clips(clips: list[DevClip], lengths_s: list[float]) -> dict[float, np
     return {length: stream[: int(length * SAMPLE_RATE)] for length in lengths_s}
 
 
+def _median_ms(results: list[dict], key: str) -> float | None:
+    values = [r[key] * 1000 for r in results if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
 def _summary(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -106,11 +111,14 @@ def run_benchmark(config: BenchConfig, progress=print) -> dict:
         for length in config.lengths_s:
             results = runs[(spec, length)]
             totals = [r["total_s"] * 1000 for r in results]
-            encoders = [r["encoder_s"] * 1000 for r in results if r["encoder_s"] is not None]
             tokens = statistics.median([r["n_tokens"] for r in results])
             e2e = statistics.median(totals)
-            enc = statistics.median(encoders) if encoders else None
-            decode = max(e2e - enc, 0.0) if enc is not None else None
+            enc = _median_ms(results, "encoder_s")
+            front = _median_ms(results, "front_end_s")
+            decode = _median_ms(results, "decoder_s")
+            if decode is None and enc is not None:  # a peer that does not time its decoder: what is left of e2e
+                decode = max(e2e - enc - (front or 0.0), 0.0)
+            rest = max(e2e - enc - (front or 0.0) - decode, 0.0) if enc is not None and decode is not None else None
             # Amortised over the generated tokens: the prompt's decoder calls are in `decode` too.
             per_token = decode / tokens if decode is not None and tokens else None
             floor = floor_ms_per_token(info.get("decoder_bytes"), bandwidth)
@@ -123,8 +131,10 @@ def run_benchmark(config: BenchConfig, progress=print) -> dict:
                     "load_s": worker.ready["load_s"],
                     "first_result_s": first_result[spec],
                     "e2e_ms": _summary(totals),
+                    "front_end_ms": front,
                     "encoder_ms": enc,
                     "decode_ms": decode,
+                    "rest_ms": rest,
                     "tokens": tokens,
                     "ms_per_token": per_token,
                     "decoder_bytes": info.get("decoder_bytes"),

@@ -42,6 +42,11 @@ def test_bench_peers_side_by_side(tmp_path):
     assert set(rows) == {(p, s) for p in peers.split(",")[:2] for s in (2.0, 5.0)}
     for row in rows.values():
         assert row["e2e_ms"]["median"] > 0 and row["encoder_ms"] > 0 and row["load_s"] > 0
+        # Peers do not time their decoder: it is e2e less their (separately timed) encoder and front end.
+        assert row["front_end_ms"] > 0 and row["rest_ms"] == 0
+        assert row["decode_ms"] == pytest.approx(
+            max(row["e2e_ms"]["median"] - row["encoder_ms"] - row["front_end_ms"], 0.0)
+        )
         assert row["peak_rss_mb"] > 50 and row["size_mb"] > 70
         assert row["first_result_s"] >= row["load_s"]
         assert row["wer"] < 0.1  # tiny.en on the real clips: about 2-4 %
@@ -59,7 +64,7 @@ def test_bench_peers_side_by_side(tmp_path):
     assert "faster-whisper:no-such-model" in result["missing"]
     table = (out / "results.md").read_text()
     assert "| pytorch:teacher:tiny.en |" in table and "speed-up vs pytorch:teacher:tiny.en" in table
-    assert "x of floor" in table and "copy bandwidth" in table
+    assert "x of floor" in table and "copy bandwidth" in table and "front end ms" in table
     for png in ("latency_vs_wer.png", "latency_breakdown.png", "latency_vs_length.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

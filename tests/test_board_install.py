@@ -106,6 +106,10 @@ def test_transcribe_and_bench_run_on_the_board(board_python, teacher_export, rea
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert rows and all(r["kind"] == "runtime" and r["e2e_ms"]["median"] > 0 for r in rows)
     assert all(r["decoder_bytes"] > 10e6 and r["x_of_floor"] > 1 for r in rows)  # torch-free floor, onnx files
+    for r in rows:  # the runtime times its own front end and decoder calls; e2e is the three plus the rest
+        assert r["front_end_ms"] > 0 and r["decode_ms"] > 0 and r["rest_ms"] >= 0
+        parts = r["front_end_ms"] + r["encoder_ms"] + r["decode_ms"] + r["rest_ms"]
+        assert parts == pytest.approx(r["e2e_ms"]["median"], rel=0.05)
     assert "no plots (matplotlib is not installed" in proc.stderr
 
 
