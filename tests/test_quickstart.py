@@ -91,6 +91,20 @@ def test_quickstart_end_to_end_then_reuses_every_stage(tmp_path):
     reused = {line.split("]")[0][1:] for line in logs if "reusing the finished stage" in line}
     assert reused == set(STAGES) - {"report"}
 
+    # The depth frontier reads a finished run (its depth, export and accuracy stage) and times its export.
+    from edge_askd_bench.depth_frontier import main as frontier
+
+    out = tmp_path / "frontier"
+    assert frontier([str(cfg.out), "--lengths", "2", "--repeats", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "frontier.json").read_text())
+    (point,) = result["students"]
+    assert point["student"] == "e4d4" and point["decoder_layers"] == 4 and point["teacher"] == "teacher:tiny.en"
+    assert point["latency"]["2s"]["ms_per_token"] > 0 and point["latency"]["2s"]["e2e_ms"]["median"] > 0
+    assert point["student_scores"] == accuracy["scores"]["student"]
+    assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="not a finished quickstart run"):
+        frontier([str(tmp_path / "nothing"), "--out", str(out)])
+
 
 def test_stage_failure_names_stage_cause_and_fix_and_keeps_finished_stages(tmp_path):
     pipeline = Pipeline(tmp_path, log=lambda _: None)
