@@ -93,7 +93,12 @@ DECODER_WEIGHT_ONLY_BLOCK = 32
 
 
 def quantize_int8(
-    src: Path, dst: Path, quantize_convs: bool = False, scheme: str = "dynamic", block: int = WEIGHT_ONLY_BLOCK
+    src: Path,
+    dst: Path,
+    quantize_convs: bool = False,
+    scheme: str = "dynamic",
+    block: int = WEIGHT_ONLY_BLOCK,
+    fuse: bool = True,
 ) -> Path:
     """int8 weights of MatMul/Gemm/Gather (and of Conv if `quantize_convs`), in one of two schemes:
 
@@ -103,7 +108,8 @@ def quantize_int8(
     - "weight_only": MatMulNBits with 8-bit symmetric weights in blocks of `block` along K
       (`WEIGHT_ONLY_BLOCK`; a decoder takes `DECODER_WEIGHT_ONLY_BLOCK`) and activations quantized per block
       (accuracy_level 4). Per-tensor activation scales are what break an encoder
-      whose activations have outliers; see `ExportOptions.onnx_int8_encoder` for the measurements.
+      whose activations have outliers; see `ExportOptions.onnx_int8_encoder` for the measurements. The graph is
+      then fused (`onnx_fusions.fuse_weight_only_graph`; `fuse=False` keeps it as quantized, for comparisons).
     - "mixed": dynamic, except the down projections (`down_projections`: fc2, after GELU) weight-only. For a
       SmoothQuant-ed encoder (export/smoothquant.py), whose other inputs have lost their outliers and GELU's
       output cannot.
@@ -117,7 +123,8 @@ def quantize_int8(
             quantize_dynamic(
                 str(dst), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["Conv"]
             )
-        fuse_weight_only_graph(dst)  # a quarter fewer nodes per call (export/onnx_fusions.py)
+        if fuse:
+            fuse_weight_only_graph(dst)  # a quarter fewer nodes per call (export/onnx_fusions.py)
         return dst
     if scheme not in ("dynamic", "mixed"):
         raise ValueError(f"unknown ONNX int8 scheme {scheme!r}; use dynamic, weight_only or mixed")

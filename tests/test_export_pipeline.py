@@ -754,12 +754,11 @@ def test_weight_only_decoder_is_fused_and_computes_what_the_unfused_graph_comput
     import onnx
     import onnxruntime as ort
 
-    from edge_askd_export import onnx_export
     from edge_askd_export.onnx_export import DECODER_WEIGHT_ONLY_BLOCK, quantize_int8
 
     src = student_export / "onnx" / "decoder.fp32.onnx"
     fused = quantize_int8(src, tmp_path / "fused.onnx", scheme="weight_only", block=DECODER_WEIGHT_ONLY_BLOCK)
-    onnx_export._quantize_weight_only(src, tmp_path / "plain.onnx", DECODER_WEIGHT_ONLY_BLOCK)
+    quantize_int8(src, tmp_path / "plain.onnx", scheme="weight_only", block=DECODER_WEIGHT_ONLY_BLOCK, fuse=False)
     graphs = {p.stem: onnx.load(str(p)).graph for p in (fused, tmp_path / "plain.onnx")}
     ops = {name: [n.op_type for n in g.node] for name, g in graphs.items()}
     dims = _manifest(student_export)["model"]["dims"]
@@ -999,10 +998,24 @@ def test_decoder_blocks_bench_prints_each_block_size_beside_fp32(student_export,
 
     out = tmp_path / "blocks.json"
     assert (
-        main([str(student_export), "--blocks", "128,32", "--max-clips", "2", "--repeats", "1", "--json", str(out)]) == 0
+        main(
+            [
+                str(student_export),
+                "--blocks",
+                "128,32",
+                "--unfused",
+                "--max-clips",
+                "2",
+                "--repeats",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
     )
     rows = {r["decoder"]: r for r in json.loads(out.read_text())}
-    assert list(rows) == ["fp32", "block 128", "block 32"]
+    assert list(rows) == ["fp32", "block 128", "block 128, unfused", "block 32", "block 32, unfused"]
     sets = ("parity-7", "clean-en", "telephone-dev")
     for row in rows.values():
         assert row["ms_per_call_5s"] > 0 and row["ms_per_call_10s"] > 0
@@ -1010,6 +1023,8 @@ def test_decoder_blocks_bench_prints_each_block_size_beside_fp32(student_export,
     assert all(rows["fp32"][s]["token_agreement"] == 1.0 for s in sets)
     # Smaller blocks carry more scales: block 32 is bigger than 128, both well under fp32.
     assert rows["block 128"]["file_mb"] < rows["block 32"]["file_mb"] < 0.4 * rows["fp32"]["file_mb"]
+    # The fusions change float summation order only: the fused decoder's tokens are the unfused one's.
+    assert all(rows["block 32"][s]["wer"] == rows["block 32, unfused"][s]["wer"] for s in sets), rows
     assert "| block 32 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main([str(student_export), "--blocks", "48"])
