@@ -8,8 +8,11 @@ Rationale (figures in shared/notes/export-toolchain.md, sections 7 and 9):
             aarch64 wheel (glibc >= 2.35, fine on bookworm) is offered as well. 4 threads.
   * jetson-orin - Ampere GPU: ONNX fp16 for the CUDA / TensorRT execution providers (needs NVIDIA's Jetson
             onnxruntime-gpu wheel), with ONNX int8 for the 6-12 core Cortex-A78AE CPU as the fallback. 6 threads.
-  * x86   - laptop CPU: OpenVINO first (its int8 weight compression speeds up both encoder and decoder on x86,
-            ~0.4-0.6x ORT fp32 time), ONNX fp32/int8 as the universal fallback. 4 threads.
+  * x86   - laptop CPU: ONNX Runtime int8 first (weight-only fused decoder, smoothquant encoder), then OpenVINO
+            int8 (static int8 encoder) and fp16, ONNX fp32 as the universal fallback. 4 threads. One bench run
+            (base student, AMD EPYC, 2 threads, 2026-12-06): ONNX Runtime int8 73 / 170 ms at 5 / 10 s, 3.6-3.8
+            ms per token, 318 MB, load 0.39 s; OpenVINO int8 83 / 185 ms, 5.4-5.9 ms per token (its int8
+            FullyConnected is ~1.5x ONNX Runtime's MatMulNBits at batch 1), 407 MB, 0.77 s.
   * all   - every format and precision, for comparison and benchmarks.
 Every target also gets the fp32 artifact of its first format: the parity gate needs an fp32 reference, and it is
 what a user falls back to if a quantized variant's accuracy is not good enough for them.
@@ -61,10 +64,10 @@ TARGETS: dict[str, Target] = {
     ),
     "x86": Target(
         "x86",
-        (("openvino", "int8"), ("openvino", "fp16"), ("onnx", "int8"), ("onnx", "fp32")),
+        (("onnx", "int8"), ("openvino", "int8"), ("openvino", "fp16"), ("onnx", "fp32")),
         4,
         "CPU",
-        "laptop CPU: OpenVINO int8 weights speed up encoder and decoder; ONNX as the universal fallback",
+        "laptop CPU: ONNX Runtime int8 is the fastest and lightest here; OpenVINO int8 / fp16 next; ONNX fp32 fallback",
     ),
     "all": Target(
         "all",
