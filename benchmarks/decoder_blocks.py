@@ -1,16 +1,15 @@
 """The weight-only int8 decoder's block size: speed and distance from fp32, each block size beside the others.
 
-    python -m edge_askd_bench.decoder_blocks EXPORT_DIR [--blocks 128,64,32,16] [--unfused] [--max-clips 0]
-                                             [--repeats 7] [--threads 2] [--json OUT]
+    python -m edge_askd_bench.decoder_blocks EXPORT_DIR [--blocks 128,64,32,16] [--max-clips 0] [--repeats 7]
+                                             [--threads 2] [--json OUT]
 
 MatMulNBits (accuracy_level 4) quantizes the decoder's weights in blocks along K and its activations per block
 too, so the block size trades per-call speed against the logits' precision. EXPORT_DIR is an export with a valid
 onnx-fp32 variant: its fp32 encoder computes every clip's cross K/V once, and each decoder (fp32, then one per
 block size, built by `onnx_export.quantize_int8` as the exporter builds it) decodes them, so the table isolates
-the decoder; `--unfused` adds each block size as quantized, before export/onnx_fusions.py. Accuracy per set (the
-7 parity clips, clean-en, telephone-dev): greedy token agreement with the fp32 decoder (aligned, as the parity
-gate counts it) and WER. Speed: ms per decoder call at 5 and 10 s of real speech, the decoders interleaved in one
-process (median of --repeats). Prints a Markdown table.
+the decoder. Accuracy per set (the 7 parity clips, clean-en, telephone-dev): greedy token agreement with the fp32
+decoder (aligned, as the parity gate counts it) and WER. Speed: ms per decoder call at 5 and 10 s of real speech,
+the decoders interleaved in one process (median of --repeats). Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -24,9 +23,7 @@ import time
 from pathlib import Path
 
 
-def measure(
-    export: Path, blocks: list[int], max_clips: int, repeats: int, threads: int, unfused: bool = False
-) -> list[dict]:
+def measure(export: Path, blocks: list[int], max_clips: int, repeats: int, threads: int) -> list[dict]:
     from edge_askd_export import onnx_export
     from edge_askd_runtime.audio import SAMPLE_RATE
     from edge_askd_runtime.decoding import allocate_cache, greedy_decode
@@ -42,10 +39,8 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="decoder-blocks-") as tmp:
         files = {"fp32": fp32_decoder}
         for block in blocks:
-            for fuse in (True, False) if unfused else (True,):
-                name = f"block {block}" + ("" if fuse else ", unfused")
-                dst = Path(tmp) / f"decoder.block{block}{'' if fuse else '.unfused'}.onnx"
-                files[name] = onnx_export.quantize_int8(fp32_decoder, dst, scheme="weight_only", block=block, fuse=fuse)
+            dst = Path(tmp) / f"decoder.block{block}.onnx"
+            files[f"block {block}"] = onnx_export.quantize_int8(fp32_decoder, dst, scheme="weight_only", block=block)
         sessions = {name: ort_session(path, threads) for name, path in files.items()}
         rows = {name: {"decoder": name, "file_mb": round(p.stat().st_size / 2**20, 1)} for name, p in files.items()}
 
@@ -85,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-clips", type=int, default=0, help="clips per real set (evenly spaced); 0: all")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--unfused", action="store_true", help="each block size also as quantized, before the fusions")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     try:
@@ -97,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge_askd_runtime.errors import EdgeAskdError
 
     try:
-        rows = measure(args.export, blocks, args.max_clips, args.repeats, args.threads, args.unfused)
+        rows = measure(args.export, blocks, args.max_clips, args.repeats, args.threads)
     except EdgeAskdError as exc:
         sys.exit(f"error: {exc}")
     from .encoder_schemes import print_table

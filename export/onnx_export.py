@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from .graphs import DecoderStepGraph, EncoderGraph, GraphDims, example_inputs
-from .onnx_fusions import fuse_weight_only_graph
 
 OPSET = 18
 PROMPT_EXAMPLE_TOKENS = 4  # the multilingual prompt's length; any size >= 2 keeps the token axis dynamic
@@ -93,12 +92,7 @@ DECODER_WEIGHT_ONLY_BLOCK = 32
 
 
 def quantize_int8(
-    src: Path,
-    dst: Path,
-    quantize_convs: bool = False,
-    scheme: str = "dynamic",
-    block: int = WEIGHT_ONLY_BLOCK,
-    fuse: bool = True,
+    src: Path, dst: Path, quantize_convs: bool = False, scheme: str = "dynamic", block: int = WEIGHT_ONLY_BLOCK
 ) -> Path:
     """int8 weights of MatMul/Gemm/Gather (and of Conv if `quantize_convs`), in one of two schemes:
 
@@ -108,8 +102,7 @@ def quantize_int8(
     - "weight_only": MatMulNBits with 8-bit symmetric weights in blocks of `block` along K
       (`WEIGHT_ONLY_BLOCK`; a decoder takes `DECODER_WEIGHT_ONLY_BLOCK`) and activations quantized per block
       (accuracy_level 4). Per-tensor activation scales are what break an encoder
-      whose activations have outliers; see `ExportOptions.onnx_int8_encoder` for the measurements. The graph is
-      then fused (`onnx_fusions.fuse_weight_only_graph`; `fuse=False` keeps it as quantized, for comparisons).
+      whose activations have outliers; see `ExportOptions.onnx_int8_encoder` for the measurements.
     - "mixed": dynamic, except the down projections (`down_projections`: fc2, after GELU) weight-only. For a
       SmoothQuant-ed encoder (export/smoothquant.py), whose other inputs have lost their outliers and GELU's
       output cannot.
@@ -123,8 +116,6 @@ def quantize_int8(
             quantize_dynamic(
                 str(dst), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["Conv"]
             )
-        if fuse:
-            fuse_weight_only_graph(dst)  # a quarter fewer nodes per call (export/onnx_fusions.py)
         return dst
     if scheme not in ("dynamic", "mixed"):
         raise ValueError(f"unknown ONNX int8 scheme {scheme!r}; use dynamic, weight_only or mixed")

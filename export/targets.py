@@ -8,7 +8,7 @@ Rationale (figures in shared/notes/export-toolchain.md, sections 7 and 9):
             aarch64 wheel (glibc >= 2.35, fine on bookworm) is offered as well. 4 threads.
   * jetson-orin - Ampere GPU: ONNX fp16 for the CUDA / TensorRT execution providers (needs NVIDIA's Jetson
             onnxruntime-gpu wheel), with ONNX int8 for the 6-12 core Cortex-A78AE CPU as the fallback. 6 threads.
-  * x86   - laptop CPU: ONNX Runtime int8 first (weight-only fused decoder, smoothquant encoder), then OpenVINO
+  * x86   - laptop CPU: ONNX Runtime int8 first (weight-only decoder, smoothquant encoder), then OpenVINO
             int8 (static int8 encoder) and fp16, ONNX fp32 as the universal fallback. 4 threads. One bench run
             (base student, AMD EPYC, 2 threads, 2026-12-06): ONNX Runtime int8 73 / 170 ms at 5 / 10 s, 3.6-3.8
             ms per token, 318 MB, load 0.39 s; OpenVINO int8 83 / 185 ms, 5.4-5.9 ms per token (its int8
