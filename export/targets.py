@@ -9,10 +9,10 @@ Rationale (figures in shared/notes/export-toolchain.md, sections 7 and 9):
   * jetson-orin - Ampere GPU: ONNX fp16 for the CUDA / TensorRT execution providers (needs NVIDIA's Jetson
             onnxruntime-gpu wheel), with ONNX int8 for the 6-12 core Cortex-A78AE CPU as the fallback. 6 threads.
   * x86   - laptop CPU: ONNX Runtime int8 first (weight-only decoder, smoothquant encoder), then OpenVINO
-            int8 (static int8 encoder) and fp16, ONNX fp32 as the universal fallback. 4 threads. One bench run
-            (base student, AMD EPYC, 2 threads, 2026-12-06): ONNX Runtime int8 73 / 170 ms at 5 / 10 s, 3.6-3.8
-            ms per token, 318 MB, load 0.39 s; OpenVINO int8 83 / 185 ms, 5.4-5.9 ms per token (its int8
-            FullyConnected is ~1.5x ONNX Runtime's MatMulNBits at batch 1), 407 MB, 0.77 s.
+            int8 (static int8 encoder) and fp16, ONNX fp32 as the universal fallback. 4 threads. Two bench runs
+            (base student, AMD EPYC, 2 threads, 2026-12-06): ONNX Runtime int8 73-98 / 170-202 ms at 5 / 10 s,
+            3.6-4.4 ms per token, ~320 MB, load 0.39 s; OpenVINO int8 83-94 / 185-217 ms, 5.4-6.7 ms per token
+            (its int8 FullyConnected is ~1.5x ONNX Runtime's MatMulNBits at batch 1), ~410 MB, 0.73-0.77 s.
   * all   - every format and precision, for comparison and benchmarks.
 Every target also gets the fp32 artifact of its first format: the parity gate needs an fp32 reference, and it is
 what a user falls back to if a quantized variant's accuracy is not good enough for them.
