@@ -603,9 +603,10 @@ def _retry_int8(
     manifest: dict, out: Path, variant: dict, rels: list[str], schemes: list[dict], failed, rebuild, regate
 ):
     """Down the list of an int8 variant's `schemes` (the first is the one that just failed the gate): rebuild the
-    files for each next scheme (`rebuild(previous, scheme)`) and gate again (`regate()` -> (result, variant
-    entries to keep if it passes)); keeps the first that passes, else puts the first scheme's files (`rels`) and
-    their manifest entries back. `quantization.failed` records every scheme that failed, with its evidence."""
+    files for each next scheme (`rebuild(previous, scheme, first)`, `first`: rel -> a copy of the first scheme's
+    file, for a role that returns to it) and gate again (`regate()` -> (result, variant entries to keep if it
+    passes)); keeps the first that passes, else puts the first scheme's files (`rels`) and their manifest entries
+    back. `quantization.failed` records every scheme that failed, with its evidence."""
     entries = {rel: dict(manifest["files"][rel]) for rel in rels}
     aside = {rel: (out / rel).with_name(f".{Path(rel).name}.first") for rel in rels}
     for rel in rels:
@@ -616,7 +617,7 @@ def _retry_int8(
 
     record = [evidence(schemes[0], failed)]
     for previous, scheme in itertools.pairwise(schemes):
-        rebuild(previous, scheme)
+        rebuild(previous, scheme, aside)
         add_files(manifest, out, rels, variant["format"], "int8")
         result, keep = regate()
         if result.passed:
@@ -636,9 +637,14 @@ def _retry_int8(
 def _retry_onnx_int8(builder: _Builder, manifest: dict, out: Path, variant: dict, check, failed, schemes):
     """onnx-int8: re-quantize the roles whose scheme changes, gate again (onnx_int8_schemes gives the order)."""
 
-    def rebuild(previous: dict, scheme: dict) -> None:
+    def rebuild(previous: dict, scheme: dict, first: dict[str, Path]) -> None:
         for role in ("encoder", "decoder"):
-            if scheme[role] != previous[role]:
+            rel = variant["files"][role]
+            if scheme[role] == previous[role]:
+                continue
+            if scheme[role] == schemes[0][role]:  # back to the first scheme's file: its copy, not a rebuild
+                shutil.copyfile(first[rel], out / rel)
+            else:
                 builder.onnx_int8(role, scheme[role])
 
     rels = [variant["files"][role] for role in ("encoder", "decoder")]
@@ -655,7 +661,7 @@ def _retry_openvino_int8(builder: _Builder, manifest: dict, out: Path, variant: 
 
     rels = [variant["files"]["encoder"], variant["files"]["encoder_weights"]]
 
-    def rebuild(_previous: dict, scheme: dict) -> None:
+    def rebuild(_previous: dict, scheme: dict, _first: dict[str, Path]) -> None:
         builder.openvino("encoder", "int8", scheme["encoder"])
 
     encoders = [{"encoder": scheme} for scheme in schemes]

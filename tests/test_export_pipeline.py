@@ -764,7 +764,9 @@ def test_decoder_graph_carries_the_attention_scale_in_its_q_projections(student_
     assert fp32["valid"] and fp32["parity"]["max_logit_diff"] < 1e-3
 
 
-def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(student_checkpoint, tmp_path, real_clip):
+def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(
+    student_checkpoint, tmp_path, real_clip, monkeypatch
+):
     """auto retries the encoder weight-only when smoothquant fails the gate, then both encoders with the other decoder
     scheme (OpenVINO: static, then weight-only); when all fail (an impossible budget) the first scheme's files are
     restored and every attempt is in the manifest. weight_only forces the encoder's scheme."""
@@ -777,7 +779,15 @@ def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(stude
     # The real-set gate on a fixed subset (4 clips a set: cheap), so the budget's reason comes from the pipeline.
     parity = ParityConfig(clips=STUDENT_CLIPS[:1], wer_budget=-1000.0, max_clips_per_set=4)
     options = ExportOptions(parity=parity, calibration_clips=8)
+    from edge_askd_export import smoothquant
+
+    built = []  # the smoothquant encoder is built once: the ladder's third scheme returns to it from its copy
+    real_export = smoothquant.export_smoothquant_encoder
+    monkeypatch.setattr(
+        smoothquant, "export_smoothquant_encoder", lambda *a, **k: built.append(1) or real_export(*a, **k)
+    )
     path = export_checkpoint(student_checkpoint, "x86", tmp_path / "auto", options)
+    assert len(built) == 1
     manifest = json.loads(path.read_text())
     # OpenVINO int8: static, then weight-only, both failed; the static encoder's files and entries restored
     ov_int8 = next(v for v in manifest["variants"] if v["name"] == "openvino-int8")
