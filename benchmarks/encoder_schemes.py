@@ -44,17 +44,25 @@ def build_schemes(checkpoint: Path, fp32_encoder: Path, mel_of, schemes: list[st
     def calibration_mels() -> list:  # computed once for the calibrated schemes
         return [mel_of(a) for a in calibration_audio()]
 
+    @functools.cache
+    def model_and_maxima() -> tuple:  # the checkpoint and its SmoothQuant calibration, once for both smoothed schemes
+        from edge_askd_export.graphs import load_model
+        from edge_askd_export.smoothquant import activation_maxima
+
+        model = load_model(checkpoint)
+        return model, activation_maxima(model, calibration_mels())
+
     files = {}
     for scheme in schemes:
         dst = out / f"encoder.{scheme}.onnx"
         if scheme == "smoothquant":
-            from edge_askd_export.graphs import load_model
             from edge_askd_export.smoothquant import export_smoothquant_encoder
 
-            export_smoothquant_encoder(load_model(checkpoint), dst, calibration_mels())
+            model, maxima = model_and_maxima()
+            export_smoothquant_encoder(model, dst, maxima=maxima)
             files[scheme] = dst
         elif scheme == "onnx-static-qdq":
-            files[scheme] = static_qdq_encoder(checkpoint, calibration_mels(), dst)
+            files[scheme] = static_qdq_encoder(*model_and_maxima(), calibration_mels(), dst)
         elif scheme == "openvino-weight-only":
             files[scheme] = openvino_export.convert(fp32_encoder, dst.with_suffix(".xml"), "int8")
         elif scheme == "openvino-static":
@@ -65,10 +73,11 @@ def build_schemes(checkpoint: Path, fp32_encoder: Path, mel_of, schemes: list[st
     return files
 
 
-def static_qdq_encoder(checkpoint: Path, mels: list, dst: Path) -> Path:
+def static_qdq_encoder(model, maxima: dict, mels: list, dst: Path) -> Path:
     """ONNX Runtime's static int8 (QDQ): the SmoothQuant-ed encoder (as the smoothquant scheme smooths it), int8
     MatMuls with per-channel weights and per-tensor uint8 activation ranges calibrated (min/max) on `mels`, fc2
-    (GELU's output, which smoothing cannot tame) left float, as OpenVINO's static scheme leaves it out."""
+    (GELU's output, which smoothing cannot tame) left float, as OpenVINO's static scheme leaves it out. `maxima`:
+    smoothquant.activation_maxima of `model` on the same mels."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -79,8 +88,7 @@ def static_qdq_encoder(checkpoint: Path, mels: list, dst: Path) -> Path:
     )
 
     from edge_askd_export import onnx_export
-    from edge_askd_export.graphs import load_model
-    from edge_askd_export.smoothquant import activation_maxima, smoothed_copy
+    from edge_askd_export.smoothquant import smoothed_copy
 
     class Mels(CalibrationDataReader):
         def __init__(self) -> None:
@@ -89,9 +97,8 @@ def static_qdq_encoder(checkpoint: Path, mels: list, dst: Path) -> Path:
         def get_next(self):
             return next(self._feeds, None)
 
-    model = load_model(checkpoint)
     smoothed = dst.with_name(f"{dst.stem}.smoothed.fp32.onnx")
-    onnx_export.export_encoder(smoothed_copy(model, activation_maxima(model, mels)), smoothed)
+    onnx_export.export_encoder(smoothed_copy(model, maxima), smoothed)
     # The projections only (constant weights), fc2 left out: the attention's activation x activation MatMuls would
     # also be calibrated and held per clip, and ONNX Runtime's option to fold ranges every few clips
     # (CalibMaxIntermediateOutputs) drops them instead in 1.32.
