@@ -27,7 +27,8 @@ def read_run(run: Path) -> dict:
     try:
         accuracy = json.loads((stages / "accuracy.json").read_text())["outputs"]
         export = json.loads((stages / "export.json").read_text())["outputs"]["export_dir"]
-        config = json.loads((run / "distill" / "run" / "student" / "config.json").read_text())
+        student = Path(json.loads((stages / "distill.json").read_text())["outputs"]["student"])
+        config = json.loads((student / "config.json").read_text())
     except (OSError, ValueError, KeyError) as exc:
         raise SystemExit(
             f"error: {run}: not a finished quickstart run ({exc}); run edge-askd quickstart --out {run}"
