@@ -327,10 +327,11 @@ def export_checkpoint(
     """
     options = options or ExportOptions()
     tgt = get_target(target)
-    int8_schemes = onnx_int8_schemes(options, tgt)  # tried in order until one passes the gate
-    openvino_schemes = (
+    # Each format's int8 schemes ({role: scheme}), tried in order until one passes the gate; the first is built.
+    openvino_encoders = (
         list(OPENVINO_ENCODER_SCHEMES) if options.openvino_int8_encoder == "auto" else [options.openvino_int8_encoder]
     )
+    int8_schemes = {"onnx": onnx_int8_schemes(options, tgt), "openvino": [{"encoder": e} for e in openvino_encoders]}
     checkpoint = Path(checkpoint).expanduser()
     if not (checkpoint / "config.json").is_file():
         raise ModelError(f"{checkpoint}: not a Whisper checkpoint (no config.json); pass a checkpoint directory")
@@ -409,7 +410,7 @@ def export_checkpoint(
     fp32_wer: dict[str, float] = {}
     for fmt, precision in sorted(wanted, key=lambda v: v[1] != "fp32"):  # fp32 first: baseline for the budget
         start = time.perf_counter()
-        first = int8_schemes[0] if fmt != "openvino" else {"encoder": openvino_schemes[0]}
+        first = int8_schemes.get(fmt, int8_schemes["onnx"])[0]  # TFLite's int8 has one scheme: builds ignore it
         try:
             files, variant_buckets, signatures = builder.build(fmt, precision, first["encoder"], first.get("decoder"))
         except EdgeAskdError:
@@ -464,12 +465,12 @@ def export_checkpoint(
 
         if fmt == "openvino":
             result, variant["runtime"] = gate_openvino_precision(check, precision)
-            if precision == "int8" and not result.passed and len(openvino_schemes) > 1:
-                result = _retry_openvino_int8(builder, manifest, out, variant, check, result, openvino_schemes)
+            if precision == "int8" and not result.passed and len(int8_schemes[fmt]) > 1:
+                result = _retry_openvino_int8(builder, manifest, out, variant, check, result, int8_schemes[fmt])
         else:
             result, _ = check(None)
-            if fmt == "onnx" and precision == "int8" and not result.passed and len(int8_schemes) > 1:
-                result = _retry_onnx_int8(builder, manifest, out, variant, check, result, int8_schemes)
+            if fmt == "onnx" and precision == "int8" and not result.passed and len(int8_schemes[fmt]) > 1:
+                result = _retry_onnx_int8(builder, manifest, out, variant, check, result, int8_schemes[fmt])
         if precision == "fp32" and result.passed and wer_clips is None:
             fp32_wer[fmt] = result.wer
         variant["parity"] = result.to_dict()
@@ -664,8 +665,7 @@ def _retry_openvino_int8(builder: _Builder, manifest: dict, out: Path, variant: 
     def rebuild(_previous: dict, scheme: dict, _first: dict[str, Path]) -> None:
         builder.openvino("encoder", "int8", scheme["encoder"])
 
-    encoders = [{"encoder": scheme} for scheme in schemes]
-    return _retry_int8(manifest, out, variant, rels, encoders, failed, rebuild, regate)
+    return _retry_int8(manifest, out, variant, rels, schemes, failed, rebuild, regate)
 
 
 def runs_in(variant: dict) -> str | None:
