@@ -29,6 +29,13 @@ def disable_telemetry() -> None:
         setattr(Telemetry, method, lambda self, *args, **kwargs: None)
 
 
+def _float_convs(quantize_convs: bool):
+    """NNCF's ignored scope that keeps the front-end convolutions float (None when they are quantized too)."""
+    import nncf
+
+    return None if quantize_convs else nncf.IgnoredScope(types=["Convolution"], validate=False)
+
+
 def convert(onnx_path: Path, xml_path: Path, precision: str, quantize_convs: bool = False) -> Path:
     """IR at `precision`; for int8 the convolutions keep float weights unless `quantize_convs` (NNCF compresses
     Convolution weights by default; see `ExportOptions.quantize_convs` for why they stay float)."""
@@ -46,8 +53,9 @@ def convert(onnx_path: Path, xml_path: Path, precision: str, quantize_convs: boo
 
         # Per-channel int8 weights, activations float (weight-only: no calibration data). INT8_SYM, not the
         # ASYM default: on tiny.en ASYM flipped a word on the real parity clips (WER 4.3 vs 2.1), SYM did not.
-        ignored = None if quantize_convs else nncf.IgnoredScope(types=["Convolution"], validate=False)
-        compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM, ignored_scope=ignored)
+        compressed = nncf.compress_weights(
+            model, mode=nncf.CompressWeightsMode.INT8_SYM, ignored_scope=_float_convs(quantize_convs)
+        )
         ov.save_model(compressed, str(xml_path), compress_to_fp16=False)
     else:
         raise ValueError(f"OpenVINO precision {precision!r} is not supported; use fp32, fp16 or int8")
@@ -79,9 +87,8 @@ def quantize_encoder_static(onnx_path: Path, xml_path: Path, mels: list, quantiz
         raise ValueError("a static int8 encoder needs calibration mels")
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     model = ov.convert_model(str(onnx_path))
-    ignored = nncf.IgnoredScope(
-        names=down_projections(onnx_path), types=[] if quantize_convs else ["Convolution"], validate=False
-    )
+    convs = _float_convs(quantize_convs)
+    ignored = nncf.IgnoredScope(names=down_projections(onnx_path), types=convs.types if convs else [], validate=False)
     name = model.inputs[0].get_any_name()
     quantized = nncf.quantize(
         model,
@@ -96,7 +103,6 @@ def quantize_encoder_static(onnx_path: Path, xml_path: Path, mels: list, quantiz
     )
     # The float projections left (fc2) int8 weight-only, as in the weight-only IR: 46 -> 28 MB for base, within
     # 0.6 dB of the float-fc2 encoder and no slower.
-    convs = None if quantize_convs else nncf.IgnoredScope(types=["Convolution"], validate=False)
     compressed = nncf.compress_weights(quantized, mode=nncf.CompressWeightsMode.INT8_SYM, ignored_scope=convs)
     ov.save_model(compressed, str(xml_path), compress_to_fp16=False)
     return xml_path
