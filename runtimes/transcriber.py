@@ -411,8 +411,11 @@ class Transcriber:
         }
 
     def decoder_bytes(self) -> int | None:
-        """Bytes of the weights one decoder step reads: the decoder graph's files (its cross-attention K/V come
-        from the encoder pass). None for TFLite, whose one file holds the encoder and decoder signatures."""
+        """Bytes of the weights one decoder step reads (its cross-attention K/V come from the encoder pass): as the
+        export counted them (an ONNX decoder's lookup-only token table left out), else the decoder graph's files.
+        None for TFLite, whose one file holds the encoder and decoder signatures."""
+        if "decoder_step_bytes" in self.variant:
+            return int(self.variant["decoder_step_bytes"])
         rels = [rel for key, rel in self.variant["files"].items() if key.startswith("decoder")]
         if not rels:
             return None

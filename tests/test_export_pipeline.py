@@ -237,7 +237,8 @@ def test_student_export_every_format_passes_parity(student_export, student_check
         assert (student_export / rel).stat().st_size == entry["size"]
         assert len(entry["sha256"]) == 64
     size = {k: sum(manifest["files"][r]["size"] for r in _files(v)) for k, v in variants.items()}
-    assert size[("onnx", "int8")] < 0.4 * size[("onnx", "fp32")]
+    # (ONNX int8 also stores a lookup-only copy of the int8 token table: docs/runtime-memory)
+    assert size[("onnx", "int8")] < 0.5 * size[("onnx", "fp32")]
     assert size[("openvino", "int8")] < 0.4 * size[("onnx", "fp32")]
     assert size[("tflite", "int8")] < 0.4 * size[("tflite", "fp32")]
     assert manifest["model"]["checkpoint_sha256"] and manifest["tools"]["onnxruntime"]
@@ -385,6 +386,15 @@ def test_int8_variants_keep_front_end_convs_float(student_export):
     config = json.loads((student_export / "config.json").read_text())
     table = config["vocab_size"] * config["d_model"]
     assert not [t for t in decoder.initializer if t.data_type == onnx.TensorProto.FLOAT and np.prod(t.dims) >= table]
+    # int8 weights live beside each graph (FILE.data, mapped at load), listed and hashed like the graphs; the
+    # per-token floor counts the decoder's weights without the token lookup's own copy of the table.
+    files = variants["onnx-int8"]["files"]
+    assert {files[f"{role}_weights"] for role in ("encoder", "decoder")} == {
+        f"{files[role]}.data" for role in ("encoder", "decoder")
+    }
+    assert all(rel in manifest["files"] for rel in files.values())
+    decoder_size = sum((student_export / files[key]).stat().st_size for key in ("decoder", "decoder_weights"))
+    assert decoder_size - 1.2 * table < variants["onnx-int8"]["decoder_step_bytes"] < decoder_size - table
 
     encoder = ov.Core().read_model(str(student_export / variants["openvino-int8"]["files"]["encoder"]))
     conv_weights = [op.input_value(1).get_node() for op in encoder.get_ops() if op.get_type_name() == "Convolution"]
@@ -993,8 +1003,9 @@ def test_decoder_blocks_bench_prints_each_block_size_beside_fp32(student_export,
         assert row["ms_per_call_5s"] > 0 and row["ms_per_call_10s"] > 0
         assert [row[s]["clips"] for s in sets] == [7, 2, 2] and all(0 <= row[s]["wer"] for s in sets)
     assert all(rows["fp32"][s]["token_agreement"] == 1.0 for s in sets)
-    # Smaller blocks carry more scales: block 32 is bigger than 128, both well under fp32.
-    assert rows["block 128"]["file_mb"] < rows["block 32"]["file_mb"] < 0.4 * rows["fp32"]["file_mb"]
+    # Smaller blocks carry more scales: block 32 is bigger than 128, both well under fp32 (each also stores its
+    # token lookup's own int8 copy of the table, docs/runtime-memory).
+    assert rows["block 128"]["file_mb"] < rows["block 32"]["file_mb"] < 0.6 * rows["fp32"]["file_mb"]
     assert "| block 32 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main([str(student_export), "--blocks", "48"])
