@@ -41,6 +41,10 @@ class OnnxRuntimeBackend:
         # Stopping at the end of each run (base student int8, 2 threads, AMD EPYC, 5 / 10 s transcriptions):
         # 134-139 -> 83-99 ms and 232-241 -> 183-197 ms; no spinning at all was slower (89-97 / 191-207 ms).
         options.add_session_config_entry("session.force_spinning_stop", "1")
+        # A memory pattern is planned and held per input shape, and every utterance length (encoder) and cache
+        # length (decoder) is a new shape: the base student's steady peak was 255 MB with patterns and 237 MB
+        # without (11 s clip), at the same speed (5 / 10 s: 66 / 179 ms against 67 / 180 ms).
+        options.enable_mem_pattern = False
         self.spec = spec
         # TensorRT builds an engine per input-shape range and rebuilds when a shape leaves it: a cache growing by
         # one slot per step would rebuild it on every step, so there the graph gets one token and all 448 slots.
