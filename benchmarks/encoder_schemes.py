@@ -1,7 +1,8 @@
 """Which int8 scheme for the encoder: speed and distance from fp32, each scheme beside the others.
 
     python -m edge_askd_bench.encoder_schemes CHECKPOINT EXPORT_DIR [--schemes smoothquant,dynamic,weight_only,
-                                              openvino-weight-only,openvino-static,onnx-static-qdq]
+                                              openvino-weight-only,openvino-static,onnx-static-qdq,
+                                              low-rank,low-rank-int8] [--low-rank-variance 0.99]
                                               [--max-clips 40] [--repeats 9] [--threads 2] [--json OUT]
 
 EXPORT_DIR is an export of CHECKPOINT with a valid onnx-fp32 variant: its encoder is the reference and its fp32
@@ -30,13 +31,23 @@ import numpy as np
 
 OPENVINO_SCHEMES = ("openvino-weight-only", "openvino-static")  # run by OpenVINO, beside the ONNX Runtime ones
 # Tried for the exporter, not adopted (see docs/encoder-int8): built here only.
-TRIED_SCHEMES = ("onnx-static-qdq",)
+TRIED_SCHEMES = ("onnx-static-qdq", "low-rank", "low-rank-int8")
 
 
-def build_schemes(checkpoint: Path, fp32_encoder: Path, mel_of, schemes: list[str], out: Path) -> dict[str, Path]:
-    """{scheme: its int8 encoder file}, each made by the exporter's own functions (smoothquant and
-    openvino-static: calibrated on export/calibration.py's recordings, through `mel_of`, the runtime's features).
-    openvino-weight-only is today's openvino-int8 encoder (NNCF int8 weights, float activations)."""
+def build_schemes(
+    checkpoint: Path,
+    fp32_encoder: Path,
+    mel_of,
+    schemes: list[str],
+    out: Path,
+    low_rank_variance: float = 0.99,
+    notes: dict | None = None,
+) -> dict[str, Path]:
+    """{scheme: its encoder file}, each made by the exporter's own functions (smoothquant and openvino-static:
+    calibrated on export/calibration.py's recordings, through `mel_of`, the runtime's features).
+    openvino-weight-only is today's openvino-int8 encoder (NNCF int8 weights, float activations). low-rank: the
+    LiteASR factorisation (low_rank.py) keeping `low_rank_variance`, fp32; low-rank-int8: that, quantized
+    "dynamic". `notes` receives {scheme: what a scheme records} (the low-rank ranks)."""
     from edge_askd_export import onnx_export, openvino_export
     from edge_askd_export.calibration import calibration_audio
 
@@ -50,7 +61,20 @@ def build_schemes(checkpoint: Path, fp32_encoder: Path, mel_of, schemes: list[st
         from edge_askd_export.smoothquant import activation_maxima
 
         model = load_model(checkpoint)
+        if not any(s in schemes for s in ("smoothquant", "onnx-static-qdq")):
+            return model, {}
         return model, activation_maxima(model, calibration_mels())
+
+    @functools.cache
+    def low_rank_fp32() -> Path:
+        from edge_askd_export.onnx_export import export_encoder
+
+        from .low_rank import low_rank_encoder, summary
+
+        model, ranks = low_rank_encoder(model_and_maxima()[0], calibration_mels(), low_rank_variance)
+        if notes is not None:
+            notes["low-rank"] = notes["low-rank-int8"] = {"variance": low_rank_variance, **summary(ranks)}
+        return export_encoder(model, out / "encoder.low-rank.onnx")
 
     files = {}
     for scheme in schemes:
@@ -63,6 +87,10 @@ def build_schemes(checkpoint: Path, fp32_encoder: Path, mel_of, schemes: list[st
             files[scheme] = dst
         elif scheme == "onnx-static-qdq":
             files[scheme] = static_qdq_encoder(*model_and_maxima(), calibration_mels(), dst)
+        elif scheme == "low-rank":
+            files[scheme] = low_rank_fp32()
+        elif scheme == "low-rank-int8":
+            files[scheme] = onnx_export.quantize_int8(low_rank_fp32(), dst, scheme="dynamic")
         elif scheme == "openvino-weight-only":
             files[scheme] = openvino_export.convert(fp32_encoder, dst.with_suffix(".xml"), "int8")
         elif scheme == "openvino-static":
@@ -180,7 +208,13 @@ def _snr_db(reference: list[np.ndarray], other: list[np.ndarray]) -> float:
 
 
 def measure(
-    checkpoint: Path, export: Path, schemes: list[str], max_clips: int, repeats: int, threads: int
+    checkpoint: Path,
+    export: Path,
+    schemes: list[str],
+    max_clips: int,
+    repeats: int,
+    threads: int,
+    low_rank_variance: float = 0.99,
 ) -> list[dict]:
     from edge_askd_runtime.scoring import token_agreement, wer
     from edge_askd_runtime.transcriber import Transcriber
@@ -190,9 +224,14 @@ def measure(
     tr = Transcriber(export, backend="onnxruntime", precision="fp32", threads=threads)
     fp32_encoder = tr.backend.spec.encoder
     with tempfile.TemporaryDirectory(prefix="encoder-schemes-") as tmp:
-        files = {"fp32": fp32_encoder, **build_schemes(checkpoint, fp32_encoder, tr.mel, schemes, Path(tmp))}
+        notes: dict[str, dict] = {}
+        built = build_schemes(checkpoint, fp32_encoder, tr.mel, schemes, Path(tmp), low_rank_variance, notes)
+        files = {"fp32": fp32_encoder, **built}
         runners = {name: encoder_runner(path, threads) for name, path in files.items()}
         rows = {name: {"scheme": name, "file_mb": round(_size_mb(path), 1)} for name, path in files.items()}
+        for name, note in notes.items():
+            if name in rows:
+                rows[name]["low_rank"] = note
 
         for length, audio in length_clips(dev_clips(), [5.0, 10.0]).items():
             mel = tr.mel(audio)
@@ -234,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument(
+        "--low-rank-variance", type=float, default=0.99, help="low-rank*: share of each layer's output variance kept"
+    )
     args = p.parse_args(argv)
     schemes = [s for s in args.schemes.split(",") if s]
     unknown = sorted(set(schemes) - set(known))
@@ -242,7 +284,15 @@ def main(argv: list[str] | None = None) -> int:
     from edge_askd_runtime.errors import EdgeAskdError
 
     try:
-        rows = measure(args.checkpoint, args.export, schemes, args.max_clips, args.repeats, args.threads)
+        rows = measure(
+            args.checkpoint,
+            args.export,
+            schemes,
+            args.max_clips,
+            args.repeats,
+            args.threads,
+            args.low_rank_variance,
+        )
     except EdgeAskdError as exc:
         sys.exit(f"error: {exc}")
     print_table(
@@ -253,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         lambda s: f"{s['snr_db']} dB, agree {s['token_agreement']:.3f}, WER {s['wer']:.2f} %",
         "SNR and agreement against the fp32 encoder (fp32 decoder throughout); WER against the references.",
     )
+    for row in rows:
+        if "low_rank" in row:
+            note = row["low_rank"]
+            print(
+                f"{row['scheme']}: {note['factored_layers']} of {note['layers']} linears factored, "
+                f"{100 * note['weights_kept']:.0f} % of their weights kept at {note['variance']} of the variance"
+            )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

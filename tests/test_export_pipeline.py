@@ -961,11 +961,11 @@ def test_encoder_schemes_bench_prints_each_scheme_beside_fp32(student_checkpoint
     from edge_askd_bench.encoder_schemes import main
 
     out = tmp_path / "schemes.json"
-    schemes = "smoothquant,dynamic,openvino-static,onnx-static-qdq"
+    schemes = "smoothquant,dynamic,openvino-static,onnx-static-qdq,low-rank"
     args = [str(student_checkpoint), str(student_export), "--schemes", schemes, "--max-clips", "2"]
-    assert main([*args, "--repeats", "1", "--json", str(out)]) == 0
+    assert main([*args, "--repeats", "1", "--json", str(out), "--low-rank-variance", "0.999"]) == 0
     rows = {r["scheme"]: r for r in json.loads(out.read_text())}
-    assert list(rows) == ["fp32", "smoothquant", "dynamic", "openvino-static", "onnx-static-qdq"]
+    assert list(rows) == ["fp32", "smoothquant", "dynamic", "openvino-static", "onnx-static-qdq", "low-rank"]
     sets = ("parity-7", "clean-en", "telephone-dev")
     for row in rows.values():
         assert row["encoder_ms_5s"] > 0 and row["encoder_ms_10s"] > 0 and row["file_mb"] > 0
@@ -981,7 +981,14 @@ def test_encoder_schemes_bench_prints_each_scheme_beside_fp32(student_checkpoint
     # projections with calibrated activation ranges, fc2 float
     assert rows["onnx-static-qdq"]["file_mb"] < 0.7 * rows["fp32"]["file_mb"]
     assert all(rows["onnx-static-qdq"][s]["snr_db"] > 8 for s in sets), rows
+    # LiteASR's factorisation (tried, docs/encoder-int8; its accuracy is test_low_rank's): built, timed and scored
+    # like the others, fp32 with fewer weights, its ranks recorded
+    low_rank = rows["low-rank"]["low_rank"]
+    assert low_rank["variance"] == 0.999 and 0 < low_rank["factored_layers"] <= low_rank["layers"]
+    assert rows["low-rank"]["file_mb"] < rows["fp32"]["file_mb"] and low_rank["weights_kept"] < 1
+    assert all(0 < rows["low-rank"][s]["snr_db"] < 100 for s in sets), rows
     table = capsys.readouterr().out
+    assert "low-rank: " in table and "linears factored" in table
     assert "| smoothquant |" in table and "| dynamic |" in table and "telephone-dev" in table
     with pytest.raises(SystemExit):
         main([*args, "--schemes", "int4"])
