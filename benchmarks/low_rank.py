@@ -48,7 +48,7 @@ def output_statistics(model, mels: Iterable[np.ndarray]) -> dict[str, tuple]:
     `mels` ([1, n_mels, T], the runtime's input), accumulated in float64."""
     import torch
 
-    from edge_askd_export.graphs import EncoderGraph
+    from edge_askd_export.graphs import observe_encoder
 
     sums: dict[str, list] = {}
 
@@ -63,15 +63,7 @@ def output_statistics(model, mels: Iterable[np.ndarray]) -> dict[str, tuple]:
 
         return hook
 
-    handles = [module.register_forward_hook(record(key)) for key, module in encoder_linears(model).items()]
-    graph = EncoderGraph(model).eval()
-    try:
-        with torch.no_grad():
-            for mel in mels:
-                graph(torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32)))
-    finally:
-        for handle in handles:
-            handle.remove()
+    observe_encoder(model, [(module, record(key)) for key, module in encoder_linears(model).items()], mels)
     if not sums:
         raise ValueError("low-rank calibration got no clips")
     stats = {}

@@ -21,8 +21,10 @@ independent of HF's attention dispatch.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -210,6 +212,21 @@ def example_inputs(
     token = torch.full((1, tokens), 50257, dtype=torch.long)
     offset = torch.tensor([0 if tokens > 1 else 3], dtype=torch.long)
     return (mel,), (token, offset, *cache, *cross)
+
+
+def observe_encoder(model: nn.Module, hooks: list[tuple[nn.Module, Callable]], mels: Iterable[np.ndarray]) -> None:
+    """Run `model`'s encoder pass (EncoderGraph: the encoder and the cross K/V projections) on each mel
+    ([1, n_mels, T], the runtime's input) with forward `hooks` on their modules, removed afterwards: the
+    calibrations (SmoothQuant's maxima, the low-rank bench's output statistics) record what they see."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    graph = EncoderGraph(model).eval()
+    try:
+        with torch.no_grad():
+            for mel in mels:
+                graph(torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32)))
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def load_model(checkpoint) -> nn.Module:

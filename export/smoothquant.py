@@ -40,7 +40,7 @@ def activation_maxima(model: nn.Module, mels: Iterable[np.ndarray]) -> dict[str,
     """Per input channel, the largest |activation| each smoothed projection sees over `mels` ([1, n_mels, T], the
     runtime's input). Keys: f"{layer}.attn_in" (q/k/v), f"{layer}.attn_out" (out_proj), f"{layer}.ffn_in" (fc1),
     "cross_in" (the decoder's cross-attention K/V projections, run on the encoder's output)."""
-    from .graphs import EncoderGraph
+    from .graphs import observe_encoder
 
     maxima: dict[str, torch.Tensor] = {}
 
@@ -59,15 +59,7 @@ def activation_maxima(model: nn.Module, mels: Iterable[np.ndarray]) -> dict[str,
             (layer.fc1, f"{index}.ffn_in"),
         ]
     watched += [(layer.encoder_attn.k_proj, "cross_in") for layer in model.model.decoder.layers]
-    handles = [module.register_forward_hook(record(key)) for module, key in watched]
-    graph = EncoderGraph(model).eval()
-    try:
-        with torch.no_grad():
-            for mel in mels:
-                graph(torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32)))
-    finally:
-        for handle in handles:
-            handle.remove()
+    observe_encoder(model, [(module, record(key)) for module, key in watched], mels)
     if not maxima:
         raise ValueError("SmoothQuant calibration got no clips")
     return maxima
