@@ -56,14 +56,16 @@ def build_schemes(
         return [mel_of(a) for a in calibration_audio()]
 
     @functools.cache
-    def model_and_maxima() -> tuple:  # the checkpoint and its SmoothQuant calibration, once for both smoothed schemes
+    def model():  # the checkpoint, loaded once for the schemes built from it
         from edge_askd_export.graphs import load_model
+
+        return load_model(checkpoint)
+
+    @functools.cache
+    def maxima() -> dict:  # its SmoothQuant calibration, once for both smoothed schemes
         from edge_askd_export.smoothquant import activation_maxima
 
-        model = load_model(checkpoint)
-        if not any(s in schemes for s in ("smoothquant", "onnx-static-qdq")):
-            return model, {}
-        return model, activation_maxima(model, calibration_mels())
+        return activation_maxima(model(), calibration_mels())
 
     @functools.cache
     def low_rank_fp32() -> Path:
@@ -71,10 +73,10 @@ def build_schemes(
 
         from .low_rank import low_rank_encoder, summary
 
-        model, ranks = low_rank_encoder(model_and_maxima()[0], calibration_mels(), low_rank_variance)
+        factored, ranks = low_rank_encoder(model(), calibration_mels(), low_rank_variance)
         if notes is not None:
             notes["low-rank"] = notes["low-rank-int8"] = {"variance": low_rank_variance, **summary(ranks)}
-        return export_encoder(model, out / "encoder.low-rank.onnx")
+        return export_encoder(factored, out / "encoder.low-rank.onnx")
 
     files = {}
     for scheme in schemes:
@@ -82,11 +84,10 @@ def build_schemes(
         if scheme == "smoothquant":
             from edge_askd_export.smoothquant import export_smoothquant_encoder
 
-            model, maxima = model_and_maxima()
-            export_smoothquant_encoder(model, dst, maxima=maxima)
+            export_smoothquant_encoder(model(), dst, maxima=maxima())
             files[scheme] = dst
         elif scheme == "onnx-static-qdq":
-            files[scheme] = static_qdq_encoder(*model_and_maxima(), calibration_mels(), dst)
+            files[scheme] = static_qdq_encoder(model(), maxima(), calibration_mels(), dst)
         elif scheme == "low-rank":
             files[scheme] = low_rank_fp32()
         elif scheme == "low-rank-int8":
