@@ -168,14 +168,13 @@ def encoder_runner(path: Path, threads: int):
 
 
 def ort_session(path: Path, threads: int):
+    """An ONNX Runtime CPU session with the runtime's own settings (sessions timed side by side would otherwise
+    spin on each other's cores)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # As the runtime's sessions: the sessions timed side by side here would otherwise spin on each other's cores.
-    options.add_session_config_entry("session.force_spinning_stop", "1")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    from edge_askd_runtime.backends.onnxruntime import session_options
+
+    return ort.InferenceSession(str(path), session_options(ort, threads), providers=["CPUExecutionProvider"])
 
 
 def evaluation_sets(max_clips: int) -> dict[str, list]:

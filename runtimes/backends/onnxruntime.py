@@ -30,21 +30,7 @@ class OnnxRuntimeBackend:
             raise ModelError(
                 f"onnxruntime here lacks {', '.join(sorted(missing))}; install the GPU build or use device CPU"
             )
-        options = ort.SessionOptions()
-        if spec.threads:
-            options.intra_op_num_threads = spec.threads
-            options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        # Each session has its own intra-op threads, which by default keep spinning after a run: the encoder's
-        # spun on the cores through the decoder's first calls and the decoder's through the next encoder pass.
-        # Stopping at the end of each run (base student int8, 2 threads, AMD EPYC, 5 / 10 s transcriptions):
-        # 134-139 -> 83-99 ms and 232-241 -> 183-197 ms; no spinning at all was slower (89-97 / 191-207 ms).
-        options.add_session_config_entry("session.force_spinning_stop", "1")
-        # A memory pattern is planned and held per input shape, and every utterance length (encoder) and cache
-        # length (decoder) is a new shape: the base student's steady peak was 255 MB with patterns and 237 MB
-        # without (11 s clip), at the same speed (5 / 10 s: 66 / 179 ms against 67 / 180 ms).
-        options.enable_mem_pattern = False
+        options = session_options(ort, spec.threads)
         self.spec = spec
         # TensorRT builds an engine per input-shape range and rebuilds when a shape leaves it: a cache growing by
         # one slot per step would rebuild it on every step, so there the graph gets one token and all 448 slots.
@@ -96,6 +82,27 @@ class OnnxRuntimeBackend:
         feeds.update(zip(self._self_names, cache, strict=True))
         logits, *new_kv = self.decoder.run(self.spec.decoder_outputs, feeds)
         return logits[0], new_kv
+
+
+def session_options(ort, threads: int | None):
+    """The runtime's ONNX Runtime session settings (`threads` intra-op threads, None: ONNX Runtime's default), which
+    the benches that time ONNX Runtime files side by side use too."""
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    # Each session has its own intra-op threads, which by default keep spinning after a run: the encoder's
+    # spun on the cores through the decoder's first calls and the decoder's through the next encoder pass.
+    # Stopping at the end of each run (base student int8, 2 threads, AMD EPYC, 5 / 10 s transcriptions):
+    # 134-139 -> 83-99 ms and 232-241 -> 183-197 ms; no spinning at all was slower (89-97 / 191-207 ms).
+    options.add_session_config_entry("session.force_spinning_stop", "1")
+    # A memory pattern is planned and held per input shape, and every utterance length (encoder) and cache
+    # length (decoder) is a new shape: the base student's steady peak was 255 MB with patterns and 237 MB
+    # without (11 s clip), at the same speed (5 / 10 s: 66 / 179 ms against 67 / 180 ms).
+    options.enable_mem_pattern = False
+    return options
 
 
 class _DeviceCache:
