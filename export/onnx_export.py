@@ -175,6 +175,11 @@ def _quantize_weight_only(src: Path, dst: Path, block: int) -> None:
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
 
 
+def weights_file(path: Path) -> Path:
+    """Where `externalize_weights` puts the weights of the graph at `path`: FILE.onnx.data beside it."""
+    return path.with_name(f"{path.name}.data")
+
+
 def externalize_weights(path: Path) -> Path:
     """Rewrite `path` as a graph file plus its weights in `path`.data (ONNX external data), and return the latter.
 
@@ -185,7 +190,7 @@ def externalize_weights(path: Path) -> Path:
     """
     import onnx
 
-    data = path.with_name(f"{path.name}.data")
+    data = weights_file(path)
     model = onnx.load(str(path))  # the weights, wherever they are now (a rebuild finds its previous .data)
     data.unlink(missing_ok=True)  # onnx appends to an existing data file
     onnx.save_model(model, str(path), save_as_external_data=True, location=data.name, size_threshold=1024)

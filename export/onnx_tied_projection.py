@@ -150,7 +150,9 @@ def gather_from_weight_only_projection(model: onnx.ModelProto, table: str) -> bo
         return False  # no projection of this table, or an asymmetric one (zero points)
     n_rows, n_blocks, block = inits[proj.input[1]].dims
     blocks, scales_2d = f"{proj.input[1]}_rows", f"{proj.input[2]}_rows"
-    graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(inits[proj.input[1]]), blocks))
+    copy = graph.initializer.add()
+    copy.CopyFrom(inits[proj.input[1]])
+    copy.name = blocks
     rows = numpy_helper.to_array(inits[proj.input[2]]).reshape(n_rows, n_blocks)
     graph.initializer.append(numpy_helper.from_array(rows, scales_2d))
     graph.initializer.append(numpy_helper.from_array(np.array(128.0, np.float32), f"{table}_zero"))
