@@ -251,7 +251,7 @@ class _Builder:
             elif precision == "int8":
                 schemes = {"encoder": encoder_scheme, "decoder": decoder_scheme}
                 files = {role: self.onnx_int8(role, scheme) for role, scheme in schemes.items()}
-                files |= {f"{role}_weights": path.with_name(f"{path.name}.data") for role, path in files.items()}
+                files |= {f"{role}_weights": onnx_export.weights_file(path) for role, path in files.items()}
             elif precision == "fp16":
                 files = self.onnx_fp16()
             else:
@@ -413,9 +413,10 @@ def export_checkpoint(
     fp32_wer: dict[str, float] = {}
     for fmt, precision in sorted(wanted, key=lambda v: v[1] != "fp32"):  # fp32 first: baseline for the budget
         start = time.perf_counter()
-        first = int8_schemes.get(fmt, int8_schemes["onnx"])[0]  # TFLite's int8 has one scheme: builds ignore it
+        first = int8_schemes.get(fmt, [{}])[0]  # TFLite's int8 has one scheme, none to name
         try:
-            files, variant_buckets, signatures = builder.build(fmt, precision, first["encoder"], first.get("decoder"))
+            schemes = {f"{role}_scheme": scheme for role, scheme in first.items()}
+            files, variant_buckets, signatures = builder.build(fmt, precision, **schemes)
         except EdgeAskdError:
             raise
         except Exception as exc:  # converter failures: keep the message, mark the variant invalid
@@ -441,7 +442,7 @@ def export_checkpoint(
             "signatures": signatures,
             # What was quantized: int8 variants keep the front-end convs float unless options.quantize_convs.
             "quantization": (
-                {"convs": "int8" if options.quantize_convs else "float"} | (dict(first) if fmt != "tflite" else {})
+                {"convs": "int8" if options.quantize_convs else "float"} | first
                 if precision == "int8"
                 else None
             ),
