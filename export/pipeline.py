@@ -442,9 +442,7 @@ def export_checkpoint(
             "signatures": signatures,
             # What was quantized: int8 variants keep the front-end convs float unless options.quantize_convs.
             "quantization": (
-                {"convs": "int8" if options.quantize_convs else "float"} | first
-                if precision == "int8"
-                else None
+                {"convs": "int8" if options.quantize_convs else "float"} | first if precision == "int8" else None
             ),
             "io": _io(
                 dims,
