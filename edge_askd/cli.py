@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edge_askd_runtime.errors import EdgeAskdError
 
-from .load import load_transcriber
+from .load import check_model_name, load_transcriber
 
 
 def _transcriber_from(args: argparse.Namespace):
@@ -22,6 +22,7 @@ def _transcriber_from(args: argparse.Namespace):
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from edge_askd_runtime.audio import checked_audio_path
     from edge_askd_runtime.writers import parse_formats, write_outputs
 
     if args.output_format is not None and args.output_dir is None:
@@ -32,6 +33,19 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
             args.output_dir.mkdir(parents=True, exist_ok=True)  # fail before the model load, not after
         except OSError as exc:
             raise EdgeAskdError(f"{args.output_dir}: cannot create output directory ({exc.strerror})") from None
+    if args.model is not None:
+        check_model_name(args.model)
+    # When no file can be read, say so before a model load (seconds for a PyTorch teacher) that would serve none.
+    unreadable = []
+    for path in args.files:
+        try:
+            checked_audio_path(path)
+        except EdgeAskdError as exc:
+            unreadable.append(exc)
+    if len(unreadable) == len(args.files):
+        for exc in unreadable:
+            print(f"edge-askd: error: {exc}", file=sys.stderr)
+        return 1
     transcriber = _transcriber_from(args)
     failures = 0
     stems: dict[str, int] = {}

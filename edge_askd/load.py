@@ -55,12 +55,11 @@ def load_transcriber(
         raise EdgeAskdError(f"{model}: not an export directory (no manifest.json) nor a checkpoint (no config.json)")
     if backend or precision or (device and device != "auto"):
         raise EdgeAskdError(f"{model}: --backend, --precision and --compute-device are for export directories")
-    try:  # a board has no PyTorch: say so (or that the path is mistyped) before anything imports it
+    check_model_name(model)
+    try:  # a board has no PyTorch: say so before anything imports it
         import torch  # noqa: F401
         import transformers  # noqa: F401
     except ImportError as exc:
-        if not model.startswith("teacher:") and not Path(model).exists():
-            raise EdgeAskdError(f"{model}: no such export directory; pass --model DIR with a manifest.json") from None
         raise EdgeAskdError(
             f"model {model!r} needs PyTorch ({exc.name} is not installed): pip install 'edge-askd[train]', "
             "or on a board pass an export directory with --model"
@@ -70,3 +69,18 @@ def load_transcriber(
     if task not in (None, "transcribe") or language == "auto":
         raise EdgeAskdError(f"{model}: --task translate and --language auto are for export directories")
     return HFTranscriber(model, threads=threads, language=language or "en")
+
+
+def check_model_name(model: str) -> None:
+    """A one-line error for a `--model` that names no teacher and no existing path, before anything is loaded or
+    PyTorch imported (seconds in a training environment; on a board the error would otherwise be that it lacks
+    PyTorch)."""
+    if model.startswith("teacher:"):
+        from .teacher import teacher_package
+
+        teacher_package(model)
+    elif not Path(model).exists():
+        raise EdgeAskdError(
+            f"{model}: no such export directory; pass --model DIR with a manifest.json "
+            "(or a checkpoint directory, teacher:tiny.en, teacher:base)"
+        )

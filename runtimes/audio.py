@@ -37,7 +37,8 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
     return audio.mean(axis=1, dtype=np.float32)
 
 
-def _checked_path(path: str | os.PathLike[str]) -> Path:
+def checked_audio_path(path: str | os.PathLike[str]) -> Path:
+    """`path` as a Path if it names a non-empty file, else a one-line AudioError saying what is wrong."""
     p = Path(path)
     if not p.exists():
         raise AudioError(f"{p}: audio file not found; check the path")
@@ -64,7 +65,7 @@ def stream_audio(
     load_audio, raised before the first block."""
     import soundfile as sf
 
-    p = _checked_path(path)
+    p = checked_audio_path(path)
     try:
         info = sf.info(str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
@@ -102,7 +103,7 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> 
     """
     import soundfile as sf
 
-    p = _checked_path(path)
+    p = checked_audio_path(path)
     try:
         data, sr = sf.read(str(p), dtype="float32", always_2d=False)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:

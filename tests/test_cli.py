@@ -35,17 +35,33 @@ def test_json_output_and_bad_file_does_not_lose_others(real_clip, tmp_path):
     assert wer([REAL_CLIPS["arctic_a0009"].text], [row["text"]]) <= 0.2
 
 
+# An interpreter in which torch and transformers cannot be imported, as on a board.
+WITHOUT_TORCH = (
+    "import sys\n"
+    "class NoTorch:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in ('torch', 'transformers'):\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+    "sys.meta_path.insert(0, NoTorch())\n"
+    "from edge_askd.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["transcribe", "missing.wav", "--model", "teacher:tiny.en"], "missing.wav: audio file not found"),
-        (["transcribe", "x.wav", "--model", "teacher:large"], "unknown teacher 'teacher:large'; known teachers"),
-        (["transcribe", "x.wav", "--model", "/nonexistent/dir"], "/nonexistent/dir: not a model"),
+        (["transcribe", "{clip}", "--model", "teacher:large"], "unknown teacher 'teacher:large'; known teachers"),
+        (["transcribe", "{clip}", "--model", "/nonexistent/dir"], "/nonexistent/dir: no such export directory"),
         (["data", "clip", "nope"], "unknown clip 'nope'; known clips: jfk"),
     ],
 )
-def test_errors_are_one_line(args, message):
-    proc = edge_askd(*args)
+def test_errors_are_one_line_and_come_before_any_model_load(args, message, real_clip):
+    """Run where torch cannot be imported: each error is found before a model (a PyTorch teacher here) would load,
+    so it is the error itself, not "needs PyTorch", and it takes no model-load time."""
+    args = [a.format(clip=real_clip("arctic_a0009")) for a in args]
+    proc = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *args], capture_output=True, text=True)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert message in proc.stderr
@@ -73,21 +89,10 @@ def test_the_autotuned_default_brings_its_backend_precision_and_threads(teacher_
 
 
 def test_a_mistyped_export_path_on_a_board_without_torch_is_one_line(tmp_path):
-    # A board install has no torch: refuse its import as such an interpreter would.
-    script = (
-        "import sys\n"
-        "class NoTorch:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'transformers'):\n"
-        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
-        "sys.meta_path.insert(0, NoTorch())\n"
-        "from edge_askd.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
     clip = tmp_path / "x.wav"
     clip.write_bytes(b"")
     proc = subprocess.run(
-        [sys.executable, "-c", script, "transcribe", str(clip), "--model", "exports/rpi5-typo"],
+        [sys.executable, "-c", WITHOUT_TORCH, "transcribe", str(clip), "--model", "exports/rpi5-typo"],
         capture_output=True,
         text=True,
     )
