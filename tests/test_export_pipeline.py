@@ -604,21 +604,6 @@ def test_export_parser_wiring(tmp_path):
         parser.parse_args(["export", "teacher:tiny.en", "--target", "pi", "--out", str(tmp_path)])
 
 
-@pytest.mark.slow
-def test_teacher_export_all_formats(teacher_dir, tmp_path_factory, real_clip):
-    """Full matrix for the tiny.en teacher (heavy: ~1.5 GB of artifacts, several minutes on 2 cores)."""
-    from edge_askd_export.pipeline import ExportOptions
-    from edge_askd_export.testing import export_once
-
-    out = tmp_path_factory.getbasetemp() / "teacher_all"
-    options = ExportOptions(_quick_parity(), calibration_clips=8)  # padded to 30 s, 48 clips cost ~17 s
-    manifest = json.loads(export_once(teacher_dir("tiny.en"), "all", out, options).read_text())
-    assert {(v["format"], v["precision"]) for v in manifest["variants"]} == ALL_VARIANTS
-    assert all(v["valid"] for v in manifest["variants"]), [
-        v.get("parity", {}).get("reason") for v in manifest["variants"]
-    ]
-
-
 def test_runtime_chunks_audio_longer_than_30s(teacher_export, real_clip):
     """33 s of real speech: cut at a pause into chunks that each fit the window, all transcribed."""
     audio = load_audio(real_clip("jfk"))

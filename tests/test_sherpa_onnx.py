@@ -30,23 +30,28 @@ def onnx_fp32_target():
     del TARGETS[TARGET]
 
 
-def _exports(checkpoint: Path, root: Path, target: str, precisions: tuple[str, ...]) -> tuple[Path, Path]:
+def _exports(
+    checkpoint: Path, root: Path, target: str, precisions: tuple[str, ...], runtime: Path | None = None
+) -> tuple[Path, Path]:
+    """(edge-askd's export of `checkpoint`, its sherpa-onnx export gated against that); `runtime`: an edge-askd
+    export of the same checkpoint with an onnx-fp32 variant that the session already holds."""
     from edge_askd_export.parity import ParityConfig
     from edge_askd_export.pipeline import ExportOptions, export_checkpoint
     from edge_askd_export.sherpa_onnx_export import export_sherpa_onnx
 
-    parity = ParityConfig(clips=("arctic_a0009",), wer_sets=())
-    export_checkpoint(checkpoint, target, root / "edge-askd", ExportOptions(parity=parity))
-    export_sherpa_onnx(
-        checkpoint, root / "sherpa-onnx", precisions, gate_clips=CLIPS, runtime_export=root / "edge-askd"
-    )
-    return root / "edge-askd", root / "sherpa-onnx"
+    if runtime is None:
+        runtime = root / "edge-askd"
+        parity = ParityConfig(clips=("arctic_a0009",), wer_sets=())
+        export_checkpoint(checkpoint, target, runtime, ExportOptions(parity=parity))
+    export_sherpa_onnx(checkpoint, root / "sherpa-onnx", precisions, gate_clips=CLIPS, runtime_export=runtime)
+    return runtime, root / "sherpa-onnx"
 
 
 @pytest.fixture(scope="module")
-def teacher_exports(teacher_dir, onnx_fp32_target, tmp_path_factory):
+def teacher_exports(teacher_dir, teacher_export, tmp_path_factory):
+    """The teacher's edge-askd side is the session's rpi4 export of tiny.en (its onnx-fp32 variant)."""
     root = tmp_path_factory.mktemp("sherpa-teacher")
-    return _exports(teacher_dir("tiny.en"), root, onnx_fp32_target, ("fp32", "int8"))
+    return _exports(teacher_dir("tiny.en"), root, TARGET, ("fp32", "int8"), runtime=teacher_export)
 
 
 @pytest.fixture(scope="module")
