@@ -71,13 +71,9 @@ def _wordfreq_forms() -> tuple[list[str], list[float]]:
     return texts, weights
 
 
-def ranked_ids(tokenizer_json: Path, eos: int, no_timestamps: int) -> tuple[list[int], int]:
-    """(every non-timestamp token id, best first; how many of them are always kept)."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(tokenizer_json))
-    vocab = tok.get_vocab(with_added_tokens=True)
-    size = max(vocab.values()) + 1
+def _always_kept(tok, eos: int, no_timestamps: int) -> list[int]:
+    """The ids every shortlist keeps: the special tokens decoding needs, then single characters, digits and
+    punctuation (so any text can still be spelt)."""
     specials = list(range(eos, no_timestamps + 1))
     decoded = {i: tok.decode([i]) for i in range(eos)}
     always = [
@@ -85,23 +81,37 @@ def ranked_ids(tokenizer_json: Path, eos: int, no_timestamps: int) -> tuple[list
         for i in range(eos)
         if len(tok.id_to_token(i) or "") == 1 or (_NUMERIC_OR_PUNCT.match(decoded[i]) and "\ufffd" not in decoded[i])
     ]
+    return specials + always
+
+
+def ranked_ids(tokenizer_json: Path, eos: int, no_timestamps: int) -> tuple[list[int], int]:
+    """(every non-timestamp token id, best first; how many of them are always kept)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    vocab = tok.get_vocab(with_added_tokens=True)
+    size = max(vocab.values()) + 1
+    always = _always_kept(tok, eos, no_timestamps)
     corpus = english_texts()
     scores = Counter(_token_distribution(tok, *_wordfreq_forms(), eos))
     scores.update(_token_distribution(tok, corpus, [1.0] * len(corpus), eos))
-    kept = set(always) | set(specials)
+    kept = set(always)
     by_score = sorted((i for i in scores if i not in kept), key=lambda i: (-scores[i], i))
     rest = [i for i in range(eos) if i not in kept and i not in scores]
-    ranked = specials + always + by_score + rest
+    ranked = always + by_score + rest
     assert len(ranked) == len(set(ranked)) and max(ranked) < size
-    return ranked, len(specials) + len(always)
+    return ranked, len(always)
 
 
 def build_shortlist(tokenizer_json: Path, eos: int, no_timestamps: int, size: int) -> list[int]:
-    """The K = `size` ids an export keeps, ascending (raises if K cannot hold the always-kept tokens)."""
-    ranked, floor = ranked_ids(tokenizer_json, eos, no_timestamps)
+    """The K = `size` ids an export keeps, ascending (raises, before the ranking's seconds of tokenizing, if K
+    cannot hold the always-kept tokens)."""
+    from tokenizers import Tokenizer
+
+    floor = len(_always_kept(Tokenizer.from_file(str(tokenizer_json)), eos, no_timestamps))
     if size < floor:
         raise EdgeAskdError(f"vocabulary shortlist of {size} is below the {floor} tokens decoding always needs")
-    return sorted(ranked[:size])
+    return sorted(ranked_ids(tokenizer_json, eos, no_timestamps)[0][:size])
 
 
 def shortlist_model(model: nn.Module, ids: list[int]) -> None:
