@@ -8,6 +8,7 @@ import pytest
 
 from edge_askd_bench.autotune import choose, read_device_default, write_device_default
 from edge_askd_bench.host import describe_host
+from edge_askd_runtime import Transcriber
 from edge_askd_runtime.errors import EdgeAskdError
 
 
@@ -111,3 +112,27 @@ def test_autotune_refuses_when_nothing_qualifies():
 def test_host_description():
     host = describe_host()
     assert host["cpu"]["arch"] and host["ram_gib"] > 0 and "numpy" in host["libraries"]
+
+
+def test_decoder_calls_bench_splits_the_decode_time(teacher_export, capsys):
+    """`python -m edge_askd_bench.decoder_calls`: per way of calling the decoder, the decode time inside the
+    backend's calls and in the loop around them, the first call apart; the runtime's way makes one call for the
+    whole prompt, the stepwise ways one per prompt token, and all three decode the same tokens."""
+    from edge_askd_bench.decoder_calls import main, measure
+
+    prompt = len(Transcriber(teacher_export, backend="onnxruntime", threads=1).settings.prompt)
+    rows = measure(teacher_export, [3.0], repeats=1, threads=1)
+    variants = {r["variant"] for r in rows}
+    assert {"onnx-int8", "onnx-fp32"} <= variants
+    for variant in variants:
+        ways = {r["way"]: r for r in rows if r["variant"] == variant}
+        runtime = ways["one-call prompt, filled slots"]
+        assert runtime["calls"] == runtime["tokens"] + 1  # the prompt's call, then one per token (the last gives eos)
+        for way in ("stepwise prompt, filled slots", "stepwise prompt, all 448 slots"):
+            assert ways[way]["tokens"] == runtime["tokens"] and ways[way]["calls"] == runtime["calls"] + prompt - 1
+        for r in ways.values():
+            assert 0 < r["backend_ms"] <= r["decode_ms"]
+            assert r["loop_ms"] == pytest.approx(r["decode_ms"] - r["backend_ms"])
+            assert r["first_call_ms"] > 0 and r["call_ms"] > 0
+    assert main(["--model", str(teacher_export), "--lengths", "2", "--repeats", "1", "--threads", "1"]) == 0
+    assert "| in the backend ms | loop ms | first call ms | other calls ms |" in capsys.readouterr().out
