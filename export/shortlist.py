@@ -89,9 +89,13 @@ def ranked_ids(tokenizer_json: Path, eos: int, no_timestamps: int) -> tuple[list
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_json))
-    vocab = tok.get_vocab(with_added_tokens=True)
-    size = max(vocab.values()) + 1
     always = _always_kept(tok, eos, no_timestamps)
+    return _ranked(tok, always, eos), len(always)
+
+
+def _ranked(tok, always: list[int], eos: int) -> list[int]:
+    """`always` first, then the other ordinary tokens by their share of the English texts, then the rest."""
+    size = max(tok.get_vocab(with_added_tokens=True).values()) + 1
     corpus = english_texts()
     scores = Counter(_token_distribution(tok, *_wordfreq_forms(), eos))
     scores.update(_token_distribution(tok, corpus, [1.0] * len(corpus), eos))
@@ -100,7 +104,7 @@ def ranked_ids(tokenizer_json: Path, eos: int, no_timestamps: int) -> tuple[list
     rest = [i for i in range(eos) if i not in kept and i not in scores]
     ranked = always + by_score + rest
     assert len(ranked) == len(set(ranked)) and max(ranked) < size
-    return ranked, len(always)
+    return ranked
 
 
 def build_shortlist(tokenizer_json: Path, eos: int, no_timestamps: int, size: int) -> list[int]:
@@ -108,10 +112,11 @@ def build_shortlist(tokenizer_json: Path, eos: int, no_timestamps: int, size: in
     cannot hold the always-kept tokens)."""
     from tokenizers import Tokenizer
 
-    floor = len(_always_kept(Tokenizer.from_file(str(tokenizer_json)), eos, no_timestamps))
-    if size < floor:
-        raise EdgeAskdError(f"vocabulary shortlist of {size} is below the {floor} tokens decoding always needs")
-    return sorted(ranked_ids(tokenizer_json, eos, no_timestamps)[0][:size])
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    always = _always_kept(tok, eos, no_timestamps)
+    if size < len(always):
+        raise EdgeAskdError(f"vocabulary shortlist of {size} is below the {len(always)} tokens decoding always needs")
+    return sorted(_ranked(tok, always, eos)[:size])
 
 
 def shortlist_model(model: nn.Module, ids: list[int]) -> None:
