@@ -30,19 +30,11 @@ def onnx_fp32_target():
     del TARGETS[TARGET]
 
 
-def _exports(
-    checkpoint: Path, root: Path, target: str, precisions: tuple[str, ...], runtime: Path | None = None
-) -> tuple[Path, Path]:
-    """(edge-askd's export of `checkpoint`, its sherpa-onnx export gated against that); `runtime`: an edge-askd
-    export of the same checkpoint with an onnx-fp32 variant that the session already holds."""
-    from edge_askd_export.parity import ParityConfig
-    from edge_askd_export.pipeline import ExportOptions, export_checkpoint
+def _sherpa_export(checkpoint: Path, root: Path, precisions: tuple[str, ...], runtime: Path) -> tuple[Path, Path]:
+    """(`runtime`, the sherpa-onnx export of `checkpoint` gated against it); `runtime` is an edge-askd export of the
+    same checkpoint with an onnx-fp32 variant."""
     from edge_askd_export.sherpa_onnx_export import export_sherpa_onnx
 
-    if runtime is None:
-        runtime = root / "edge-askd"
-        parity = ParityConfig(clips=("arctic_a0009",), wer_sets=())
-        export_checkpoint(checkpoint, target, runtime, ExportOptions(parity=parity))
     export_sherpa_onnx(checkpoint, root / "sherpa-onnx", precisions, gate_clips=CLIPS, runtime_export=runtime)
     return runtime, root / "sherpa-onnx"
 
@@ -51,7 +43,7 @@ def _exports(
 def teacher_exports(teacher_dir, teacher_export, tmp_path_factory):
     """The teacher's edge-askd side is the session's rpi4 export of tiny.en (its onnx-fp32 variant)."""
     root = tmp_path_factory.mktemp("sherpa-teacher")
-    return _exports(teacher_dir("tiny.en"), root, TARGET, ("fp32", "int8"), runtime=teacher_export)
+    return _sherpa_export(teacher_dir("tiny.en"), root, ("fp32", "int8"), teacher_export)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +58,12 @@ def student_exports(teacher_dir, onnx_fp32_target, tmp_path_factory):
     config = json.loads((checkpoint / "config.json").read_text())
     config.update(edge_askd_tail_frames=TAIL, edge_askd_min_frames=MIN)
     (checkpoint / "config.json").write_text(json.dumps(config, indent=2))
-    return _exports(checkpoint, root, onnx_fp32_target, ("fp32",))
+    from edge_askd_export.parity import ParityConfig
+    from edge_askd_export.pipeline import ExportOptions, export_checkpoint
+
+    parity = ParityConfig(clips=("arctic_a0009",), wer_sets=())
+    export_checkpoint(checkpoint, onnx_fp32_target, root / "edge-askd", ExportOptions(parity=parity))
+    return _sherpa_export(checkpoint, root, ("fp32",), root / "edge-askd")
 
 
 def _sherpa(export: Path, precision: str):
