@@ -18,7 +18,7 @@ from edge_askd.distill.student import prompt_ids
 from edge_askd_runtime.backends import load_backend
 from edge_askd_runtime.errors import EdgeAskdError, ModelError
 from edge_askd_runtime.features import SAMPLE_RATE
-from edge_askd_runtime.tokenizer import Detokenizer
+from edge_askd_runtime.tokenizer import TABLE, Detokenizer
 from edge_askd_runtime.transcriber import backend_spec, decode_settings, model_mel, variant_files
 from edge_askd_runtime.vocab import VocabMap
 
@@ -351,6 +351,10 @@ def export_checkpoint(
     manifest = base_manifest(checkpoint, tgt, dims, generation, _prompt(generation))
     shutil.copyfile(checkpoint / "tokenizer.json", out / "tokenizer.json")
     add_files(manifest, out, ["tokenizer.json", *write_hf_files(checkpoint, out, manifest["mel"])], "json", "-")
+    # The runtime reads the tokens' bytes from a table (~1 ms) instead of out of tokenizer.json (~100 ms).
+    Detokenizer.from_file(out / "tokenizer.json", first_special=generation["eos_token_id"]).write_table(out / TABLE)
+    manifest["tokenizer"]["table"] = TABLE
+    add_files(manifest, out, [TABLE], "bin", "-")
     if vocab.shortlisted:
         full_size = json.loads((checkpoint / "config.json").read_text())["vocab_size"]
         manifest["tokenizer"]["shortlist"] = _write_shortlist(vocab, out, full_size)

@@ -6,7 +6,6 @@ sha256 of every file it will use and refuses a mismatch, then drives the shared 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -21,6 +20,7 @@ from .backends import BACKEND_FORMATS, BackendSpec, load_backend, resolve_device
 from .decoding import DecodeSettings, SilenceGate, allocate_cache, decoder_call, greedy_decode
 from .errors import ModelError
 from .features import HOP_LENGTH, N_SAMPLES_30S, log_mel, with_tail
+from .file_hashes import file_sha256, sha256_file
 from .results import Segment, Transcription
 from .stream import StreamConfig, TranscriptionStream
 from .tokenizer import Detokenizer
@@ -31,14 +31,6 @@ from .vocab import VocabMap
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 DEFAULT_GATE = SilenceGate()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(export_dir: str | Path) -> dict:
@@ -57,14 +49,15 @@ def read_manifest(export_dir: str | Path) -> dict:
 
 
 def verify_file(export_dir: Path, rel: str, manifest: dict) -> Path:
-    """The path of `rel` after checking size and sha256 against the manifest; one-line ModelError otherwise."""
+    """The path of `rel` after checking size and sha256 against the manifest; one-line ModelError otherwise. The
+    digest is read again only where the file changed since it was last hashed (`file_hashes`)."""
     entry = manifest["files"].get(rel)
     path = export_dir / rel
     if entry is None:
         raise ModelError(f"{path}: not listed in {MANIFEST}; re-run edge-askd export")
     if not path.is_file():
         raise ModelError(f"{path}: missing; copy the whole export directory or re-run edge-askd export")
-    if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
+    if path.stat().st_size != entry["size"] or file_sha256(path) != entry["sha256"]:
         raise ModelError(f"{path}: sha256 does not match {MANIFEST} (corrupt or replaced); re-copy or re-export it")
     return path
 
@@ -337,9 +330,11 @@ class Transcriber:
             device=self.device,
             precision_hint=precision_hint,
         )
-        self.detokenizer = Detokenizer.from_file(
-            verify_file(self.export_dir, tok["file"], self.manifest), first_special=tok["eos"]
-        )
+        if tok.get("table"):  # exports since 2026-12: the tokens' bytes precomputed
+            self.detokenizer = Detokenizer.from_table(verify_file(self.export_dir, tok["table"], self.manifest))
+        else:
+            tokenizer_json = verify_file(self.export_dir, tok["file"], self.manifest)
+            self.detokenizer = Detokenizer.from_file(tokenizer_json, first_special=tok["eos"])
         self.vocab = load_vocab(self.export_dir, self.manifest)
         if self.vocab.shortlisted and language not in (None, "en"):
             raise ModelError(

@@ -15,6 +15,7 @@ from pathlib import Path
 from .audio import load_audio
 from .backends import BACKEND_FORMATS, FORMAT_BACKENDS, runtime_available
 from .errors import ModelError
+from .file_hashes import forget
 from .scoring import token_agreement, wer
 from .transcriber import Transcriber, read_manifest, verify_file
 
@@ -61,6 +62,7 @@ def verify_export(
 ) -> list[VariantCheck]:
     export_dir = Path(export_dir)
     manifest = read_manifest(export_dir)
+    forget(export_dir)  # a full check reads every byte: a flipped bit moves no timestamp
     spec = manifest.get("verify")
     if not spec:
         raise ModelError(f"{export_dir}: exported before on-board verification existed; re-export it to verify it")

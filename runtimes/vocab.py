@@ -82,7 +82,7 @@ class VocabMap:
         if self.ids is None:
             return detok
         first = int(np.searchsorted(self.ids, detok.first_special))
-        return Detokenizer([detok.pieces[int(f)] for f in self.ids[:first]], first)
+        return Detokenizer([detok.piece(int(f)) for f in self.ids[:first]], first)
 
 
 __all__ = ["VocabMap"]

@@ -567,6 +567,65 @@ def test_verify_reruns_the_gate_here_and_fails_in_one_line_on_changed_tokens_or_
     assert len(errors) == 1 and "decoder.int8.onnx" in errors[0] and "sha256" in errors[0]
 
 
+def test_runtime_reads_the_detokenizer_table_and_trusts_a_model_file_only_while_unchanged(
+    student_export, tmp_path, monkeypatch
+):
+    """A load hashes a file once and then trusts its unchanged stat (runtimes/file_hashes.py): a file rewritten in
+    place, even at the same size with its mtime put back, is read again and refused; `verify` reads every byte
+    (it catches a change no stat shows). The tokens' bytes come from the export's detokenizer.bin; an export from
+    before it reads tokenizer.json."""
+    import os
+    import time
+
+    from edge_askd_runtime.file_hashes import RECORDS
+    from edge_askd_runtime.tokenizer import TABLE, Detokenizer
+    from edge_askd_runtime.verify import verify_export
+
+    manifest = _manifest(student_export)
+    assert manifest["tokenizer"]["table"] == TABLE and TABLE in manifest["files"]
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("EDGE_ASKD_CACHE", str(cache))
+    copy = tmp_path / "export"
+    shutil.copytree(student_export, copy)
+    past = time.time() - 60
+    for path in copy.rglob("*"):
+        os.utime(path, (past, past))
+    tr = Transcriber(copy, backend="onnxruntime", precision="int8", threads=1)
+    parsed = Detokenizer.from_file(copy / "tokenizer.json", first_special=manifest["tokenizer"]["eos"])
+    ids = list(range(0, manifest["tokenizer"]["eos"], 97))
+    assert tr.detokenizer.decode(ids) == parsed.decode(ids)
+    int8 = next(v for v in manifest["variants"] if v["name"] == "onnx-int8")
+    model = copy / next(rel for rel in _files(int8) if rel.endswith(".onnx.data") and "decoder" in rel)
+    records = json.loads((cache / RECORDS).read_text())
+    assert str(model.resolve()) in records
+
+    stat = model.stat()
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(ModelError, match=r"decoder\.int8\.onnx\.data: sha256 does not match"):
+        Transcriber(copy, backend="onnxruntime", precision="int8", threads=1)
+
+    # A change no stat shows (a record forged to the changed file's stat, as bit rot would leave it).
+    changed = model.stat()
+    records = json.loads((cache / RECORDS).read_text())
+    stamp = [changed.st_dev, changed.st_ino, changed.st_size, changed.st_mtime_ns, changed.st_ctime_ns]
+    records[str(model.resolve())] = [*stamp, manifest["files"][str(model.relative_to(copy))]["sha256"]]
+    (cache / RECORDS).write_text(json.dumps(records))
+    Transcriber(copy, backend="onnxruntime", precision="int8", threads=1)
+    with pytest.raises(ModelError, match=r"decoder\.int8\.onnx\.data: sha256 does not match"):
+        verify_export(copy, backend="onnxruntime", precision="int8")
+
+    shutil.copyfile(student_export / model.relative_to(copy), model)
+    old = _manifest(copy)
+    del old["tokenizer"]["table"]
+    (copy / "manifest.json").write_text(json.dumps(old))
+    (copy / TABLE).unlink()
+    tr = Transcriber(copy, backend="onnxruntime", precision="int8", threads=1)
+    assert tr.detokenizer.decode(ids) == parsed.decode(ids)
+
+
 def test_runtime_skips_invalid_variants(student_export, tmp_path):
     from edge_askd_runtime.transcriber import choose_variant
 

@@ -7,7 +7,7 @@ import pytest
 
 from edge_askd_runtime.decoding import DecodeSettings, SilenceGate, greedy_step, repetition_start, token_cap
 from edge_askd_runtime.errors import ModelError
-from edge_askd_runtime.tokenizer import Detokenizer
+from edge_askd_runtime.tokenizer import TABLE, Detokenizer
 
 
 def test_repetition_detector_keeps_one_copy():
@@ -58,6 +58,25 @@ def test_detokenizer_equals_hf_tokenizer(teacher_dir):
         fast = Tokenizer.from_file(str(path / "tokenizer.json"))
         every = [[i] for i in range(ours.first_special)]
         assert [ours.decode(i) for i in every] == fast.decode_batch(every, skip_special_tokens=True)
+
+
+def test_detokenizer_table_decodes_as_tokenizer_json_and_refuses_a_broken_one(teacher_dir, tmp_path):
+    """An export's detokenizer.bin holds the same bytes per token as tokenizer.json's vocabulary."""
+    path = teacher_dir("base") / "tokenizer.json"
+    parsed = Detokenizer.from_file(path, first_special=50257)
+    parsed.write_table(tmp_path / TABLE)
+    table = Detokenizer.from_table(tmp_path / TABLE)
+    assert table.first_special == 50257
+    assert all(table.piece(i) == parsed.piece(i) for i in range(50257 + 10))
+    assert table.decode([50258, 2425, 11, 1002, 50256]) == parsed.decode([2425, 11, 1002]) == " Hello, world"
+
+    data = (tmp_path / TABLE).read_bytes()
+    for name, broken in {"truncated.bin": data[:-3], "odd.bin": data[:1001], "other.bin": b"PK" + data[2:]}.items():
+        (tmp_path / name).write_bytes(broken)
+        with pytest.raises(ModelError) as info:
+            Detokenizer.from_table(tmp_path / name)
+        message = str(info.value)
+        assert message.startswith(str(tmp_path / name)) and "re-run edge-askd export" in message and "\n" not in message
 
 
 def test_detokenizer_reads_only_the_vocabulary_and_keeps_a_few_mb(teacher_dir, tmp_path):
