@@ -136,3 +136,32 @@ def test_decoder_calls_bench_splits_the_decode_time(teacher_export, capsys):
             assert r["first_call_ms"] > 0 and r["call_ms"] > 0
     assert main(["--model", str(teacher_export), "--lengths", "2", "--repeats", "1", "--threads", "1"]) == 0
     assert "| in the backend ms | loop ms | first call ms | other calls ms |" in capsys.readouterr().out
+
+
+def test_draft_head_bench_scores_drafts_on_unseen_speech_and_prices_them(teacher_export, tmp_path, capsys):
+    """`python -m edge_askd_bench.draft_head`: a draft head trained on one real set is scored on another, per
+    confidence threshold (everything drafted at 0), and priced with the decoder's measured 1/2/3-token calls."""
+    import json
+
+    from edge_askd.data.real_sets import build_real_sets
+    from edge_askd_bench.draft_head import main
+
+    build_real_sets(tmp_path / "sets", ("telephone-en",))
+    out = tmp_path / "draft.json"
+    argv = ["--checkpoint", "teacher:tiny.en", "--export", str(teacher_export), "--sets", str(tmp_path / "sets")]
+    argv += ["--train", "telephone-en/train.jsonl", "--eval", "telephone-en/dev.jsonl", "--max-clips", "6"]
+    assert main([*argv, "--epochs", "3", "--lengths", "3", "--repeats", "1", "--threads", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["train_positions"] > 6
+    scored = result["sets"]["telephone-en/dev.jsonl"]
+    assert scored["positions"] > 6
+    rows = scored["thresholds"]
+    assert rows[0]["threshold"] == 0.0 and rows[0]["drafted"] == 1.0
+    assert all(0.0 <= r["accepted"] <= 1.0 for r in rows)
+    assert [r["drafted"] for r in rows] == sorted((r["drafted"] for r in rows), reverse=True)
+    assert sorted(result["call_ms"]["3.0"]) == ["1", "2", "3"] and all(v > 0 for v in result["call_ms"]["3.0"].values())
+    printed = capsys.readouterr().out
+    assert "| telephone-en/dev.jsonl | 0.0 | 1.00 |" in printed and "a decoder call fed 1 / 2 / 3 tokens" in printed
+
+    assert main([*argv[:6], "--train", "nowhere/train.jsonl"]) == 2
+    assert "nowhere/train.jsonl: no such manifest" in capsys.readouterr().err
