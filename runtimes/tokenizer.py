@@ -22,6 +22,7 @@ from .errors import ModelError
 TABLE = "detokenizer.bin"  # an export's precomputed table (`Detokenizer.write_table`)
 TABLE_MAGIC = b"EDTK"
 TABLE_VERSION = 1
+_U32 = next(code for code in "IL" if array(code).itemsize == 4)  # the table's offsets: "I" on every usual ABI
 
 
 @lru_cache(maxsize=1)
@@ -51,7 +52,7 @@ class Detokenizer:
     def __init__(self, pieces: list[bytes | None], first_special: int) -> None:
         """pieces: by id, below first_special; None where the tokenizer has no such id."""
         chunks = [piece or b"" for piece in pieces]
-        offsets = array("I", [0])
+        offsets = array(_U32, [0])
         for chunk in chunks:
             offsets.append(offsets[-1] + len(chunk))
         self._init(b"".join(chunks), offsets, first_special)
@@ -86,7 +87,7 @@ class Detokenizer:
     def write_table(self, path: Path) -> None:
         """`detokenizer.bin`: magic, version, first_special, the first_special + 1 offsets (uint32, little-endian),
         then the pieces' bytes."""
-        offsets = array("I", self._offsets)
+        offsets = array(_U32, self._offsets)
         if sys.byteorder != "little":
             offsets.byteswap()
         header = TABLE_MAGIC + struct.pack("<II", TABLE_VERSION, self.first_special)
@@ -100,7 +101,7 @@ class Detokenizer:
             data = path.read_bytes()
             version, first = struct.unpack_from("<II", data, len(TABLE_MAGIC))
             start = len(TABLE_MAGIC) + 8
-            offsets = array("I")
+            offsets = array(_U32)
             offsets.frombytes(data[start : start + 4 * (first + 1)])
             if sys.byteorder != "little":
                 offsets.byteswap()

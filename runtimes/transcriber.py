@@ -331,7 +331,10 @@ class Transcriber:
             precision_hint=precision_hint,
         )
         if tok.get("table"):  # exports since 2026-12: the tokens' bytes precomputed
-            self.detokenizer = Detokenizer.from_table(verify_file(self.export_dir, tok["table"], self.manifest))
+            table = verify_file(self.export_dir, tok["table"], self.manifest)
+            self.detokenizer = Detokenizer.from_table(table)
+            if self.detokenizer.first_special != tok["eos"]:
+                raise ModelError(f"{table}: made for another tokenizer than {MANIFEST}'s; re-run edge-askd export")
         else:
             tokenizer_json = verify_file(self.export_dir, tok["file"], self.manifest)
             self.detokenizer = Detokenizer.from_file(tokenizer_json, first_special=tok["eos"])

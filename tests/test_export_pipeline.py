@@ -577,7 +577,7 @@ def test_runtime_reads_the_detokenizer_table_and_trusts_a_model_file_only_while_
     import os
     import time
 
-    from edge_askd_runtime.file_hashes import RECORDS
+    from edge_askd_runtime.file_hashes import RECORDS, sha256_file
     from edge_askd_runtime.tokenizer import TABLE, Detokenizer
     from edge_askd_runtime.verify import verify_export
 
@@ -618,6 +618,14 @@ def test_runtime_reads_the_detokenizer_table_and_trusts_a_model_file_only_while_
         verify_export(copy, backend="onnxruntime", precision="int8")
 
     shutil.copyfile(student_export / model.relative_to(copy), model)
+    # A table made for another tokenizer (its first special id is not the manifest's eos) is refused in one line.
+    Detokenizer([parsed.piece(i) for i in range(100)], first_special=100).write_table(copy / TABLE)
+    other = _manifest(copy)
+    other["files"][TABLE].update(sha256=sha256_file(copy / TABLE), size=(copy / TABLE).stat().st_size)
+    (copy / "manifest.json").write_text(json.dumps(other))
+    with pytest.raises(ModelError, match=r"detokenizer\.bin: made for another tokenizer than manifest\.json's"):
+        Transcriber(copy, backend="onnxruntime", precision="int8", threads=1)
+
     old = _manifest(copy)
     del old["tokenizer"]["table"]
     (copy / "manifest.json").write_text(json.dumps(old))
