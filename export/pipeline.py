@@ -352,7 +352,8 @@ def export_checkpoint(
     shutil.copyfile(checkpoint / "tokenizer.json", out / "tokenizer.json")
     add_files(manifest, out, ["tokenizer.json", *write_hf_files(checkpoint, out, manifest["mel"])], "json", "-")
     # The runtime reads the tokens' bytes from a table (~1 ms) instead of out of tokenizer.json (~100 ms).
-    Detokenizer.from_file(out / "tokenizer.json", first_special=generation["eos_token_id"]).write_table(out / TABLE)
+    tokenizer_detok = Detokenizer.from_file(out / "tokenizer.json", first_special=generation["eos_token_id"])
+    tokenizer_detok.write_table(out / TABLE)
     manifest["tokenizer"]["table"] = TABLE
     add_files(manifest, out, [TABLE], "bin", "-")
     if vocab.shortlisted:
@@ -363,7 +364,7 @@ def export_checkpoint(
     buckets = [dims.max_mel_frames] if padded else sorted(options.tflite_buckets)
     # The gate runs in the graph's token ids, PyTorch (the same shortlisted model) included.
     settings = vocab.settings(decode_settings(manifest))
-    detok = vocab.detokenizer(Detokenizer.from_file(out / "tokenizer.json", first_special=generation["eos_token_id"]))
+    detok = vocab.detokenizer(tokenizer_detok)
 
     clips = _load_clips(options.parity.clips)
     # The quantized gate's clips: the real WER sets, or the fp32 clips when none are configured (legacy gate).
