@@ -29,19 +29,18 @@ from pathlib import Path
 THRESHOLDS = (0.0, 0.3, 0.5, 0.7)
 
 
-def greedy_states(checkpoint: str, manifests: list[Path], max_clips: int) -> list[tuple[list[int], object, int]]:
-    """(prompt + generated + eos tokens, final hidden states [len, d], prompt length) per clip."""
+def greedy_states(model, manifests: list[Path], max_clips: int) -> list[tuple[list[int], object, int]]:
+    """(prompt + generated + eos tokens, final hidden states [len, d], prompt length) per clip. The encoder runs
+    twice per clip (inside the greedy decode, then for the teacher-forced pass): the training side's greedy
+    decode returns only tokens, and a bench is not worth a second decoding loop."""
     import torch
-    from transformers import WhisperForConditionalGeneration
 
     from edge_askd.data.manifest import read_manifest
     from edge_askd.distill.length_aware import encode
     from edge_askd.distill.student import greedy_decode, is_unpadded, min_frames, prompt_ids, tail_frames
-    from edge_askd.hf_transcriber import resolve_checkpoint
     from edge_askd_runtime.audio import load_audio
     from edge_askd_runtime.features import log_mel
 
-    model = WhisperForConditionalGeneration.from_pretrained(resolve_checkpoint(checkpoint), dtype=torch.float32).eval()
     config = model.config
     language = "en" if model.generation_config.is_multilingual else None
     prompt = prompt_ids(model.generation_config, language)
@@ -188,13 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     from edge_askd.hf_transcriber import resolve_checkpoint
 
     model = WhisperForConditionalGeneration.from_pretrained(resolve_checkpoint(args.checkpoint), dtype=torch.float32)
-    embedding = model.proj_out.weight
-    embedding = embedding.detach()
-    train = draft_pairs(greedy_states(args.checkpoint, [manifests[n] for n in args.train.split(",")], args.max_clips))
+    model.eval()
+    embedding = model.proj_out.weight.detach()
+    train = draft_pairs(greedy_states(model, [manifests[n] for n in args.train.split(",")], args.max_clips))
     head = train_head(embedding, train, args.epochs)
     result = {"train_positions": len(train[2]), "sets": {}, "call_ms": {}}
     for name in args.eval.split(","):
-        pairs = draft_pairs(greedy_states(args.checkpoint, [manifests[name]], args.max_clips))
+        pairs = draft_pairs(greedy_states(model, [manifests[name]], args.max_clips))
         result["sets"][name] = {"positions": len(pairs[2]), "thresholds": acceptance(head, pairs)}
     lengths = [float(x) for x in args.lengths.split(",")]
     result["call_ms"] = call_costs(args.export, lengths, args.repeats, args.threads)
