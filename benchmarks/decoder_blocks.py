@@ -1,7 +1,7 @@
 """The weight-only int8 decoder's block size: speed and distance from fp32, each block size beside the others.
 
-    python -m edge_askd_bench.decoder_blocks EXPORT_DIR [--blocks 128,64,32,16] [--max-clips 0] [--repeats 7]
-                                             [--threads 2] [--json OUT]
+    python -m edge_askd_bench.decoder_blocks EXPORT_DIR [--blocks 128,64,32,16] [--coarse 8,16] [--max-clips 0]
+                                             [--repeats 7] [--threads 2] [--json OUT]
 
 MatMulNBits (accuracy_level 4) quantizes the decoder's weights in blocks along K and its activations per block
 too, so the block size trades per-call speed against the logits' precision. EXPORT_DIR is an export with a valid
@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 
 
-def measure(export: Path, blocks: list[int], max_clips: int, repeats: int, threads: int) -> list[dict]:
+def measure(
+    export: Path, blocks: list[int], max_clips: int, repeats: int, threads: int, coarse: tuple[int, ...] = ()
+) -> list[dict]:
     from edge_askd_export import onnx_export
     from edge_askd_runtime.audio import SAMPLE_RATE
     from edge_askd_runtime.decoding import allocate_cache, greedy_decode
@@ -41,6 +43,14 @@ def measure(export: Path, blocks: list[int], max_clips: int, repeats: int, threa
         for block in blocks:
             dst = Path(tmp) / f"decoder.block{block}.onnx"
             files[f"block {block}"] = onnx_export.quantize_int8(fp32_decoder, dst, scheme="weight_only", block=block)
+        for candidates in coarse:
+            head = onnx_export.CoarseHead(candidates=candidates)
+            name = f"block {onnx_export.DECODER_WEIGHT_ONLY_BLOCK}, head {head.bits}-bit top {candidates}"
+            dst = Path(tmp) / f"decoder.coarse{candidates}.onnx"
+            block = onnx_export.DECODER_WEIGHT_ONLY_BLOCK
+            files[name] = onnx_export.quantize_int8(
+                fp32_decoder, dst, scheme="weight_only", block=block, coarse_head=head
+            )
         sessions = {name: ort_session(path, threads) for name, path in files.items()}
         rows = {name: {"decoder": name, "file_mb": round(p.stat().st_size / 2**20, 1)} for name, p in files.items()}
 
@@ -78,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("export", type=Path, help="an export directory with a valid onnx-fp32 variant")
     p.add_argument("--blocks", default="128,64,32,16", help="block sizes along K (powers of two, >= 16)")
     p.add_argument("--max-clips", type=int, default=0, help="clips per real set (evenly spaced); 0: all")
+    p.add_argument(
+        "--coarse",
+        default="",
+        help="candidate counts: decoders whose output projection is a 4-bit pass with its top K rescored exactly "
+        "from the int8 rows (onnx_export.CoarseHead), e.g. 8,16,32",
+    )
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
@@ -86,12 +102,18 @@ def main(argv: list[str] | None = None) -> int:
         blocks = [int(b) for b in args.blocks.split(",") if b]
     except ValueError:
         p.error(f"--blocks {args.blocks!r}: give block sizes like 128,32")
-    if not blocks or any(b < 16 or b & (b - 1) for b in blocks):
+    if any(b < 16 or b & (b - 1) for b in blocks):
         p.error(f"--blocks {args.blocks!r}: each a power of two, at least 16")
+    try:
+        coarse = tuple(int(k) for k in args.coarse.split(",") if k)
+    except ValueError:
+        p.error(f"--coarse {args.coarse!r}: give candidate counts like 8,16")
+    if not blocks and not coarse or any(k < 1 for k in coarse):
+        p.error("give --blocks or --coarse; candidate counts are at least 1")
     from edge_askd_runtime.errors import EdgeAskdError
 
     try:
-        rows = measure(args.export, blocks, args.max_clips, args.repeats, args.threads)
+        rows = measure(args.export, blocks, args.max_clips, args.repeats, args.threads, coarse)
     except EdgeAskdError as exc:
         sys.exit(f"error: {exc}")
     from .encoder_schemes import print_table

@@ -73,6 +73,14 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="onnx-int8 decoder quantization; auto: the target's (weight-only, dynamic on rpi4) (default)",
     )
     parser.add_argument(
+        "--onnx-int8-head",
+        type=_candidates,
+        default=16,
+        metavar="K",
+        help="onnx-int8 weight-only decoder: its output projection a 4-bit pass with the best K logits of each row "
+        "recomputed from int8 weights (default 16); 0: the int8 projection whole",
+    )
+    parser.add_argument(
         "--openvino-int8-encoder",
         choices=("auto", "static", "weight_only"),
         default="auto",
@@ -107,6 +115,7 @@ def run_export(args: argparse.Namespace) -> int:
         parity=parity_config(args),
         onnx_int8_encoder=args.onnx_int8_encoder,
         onnx_int8_decoder=args.onnx_int8_decoder,
+        onnx_int8_head_candidates=args.onnx_int8_head,
         openvino_int8_encoder=args.openvino_int8_encoder,
         vocab=args.vocab,
     )
@@ -178,6 +187,12 @@ def run_optimum_export(args: argparse.Namespace) -> int:
     )
     print(path)
     return 0
+
+
+def _candidates(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r}: give a number of candidates (e.g. 16), or 0 for none")
+    return int(value)
 
 
 def _vocab(value: str) -> str | int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -91,8 +92,23 @@ WEIGHT_ONLY_BLOCK = 128  # base-e6d2 encoder, 7 clips: block 128 agreement 0.966
 DECODER_WEIGHT_ONLY_BLOCK = 32
 
 
+@dataclass(frozen=True)
+class CoarseHead:
+    """The int8 decoder's output projection as a coarse pass plus exact rescoring of its best `candidates` per
+    row (onnx_tied_projection.coarse_projection_with_exact_rescoring)."""
+
+    candidates: int = 16
+    bits: int = 4
+    block: int = 32
+
+
 def quantize_int8(
-    src: Path, dst: Path, quantize_convs: bool = False, scheme: str = "dynamic", block: int = WEIGHT_ONLY_BLOCK
+    src: Path,
+    dst: Path,
+    quantize_convs: bool = False,
+    scheme: str = "dynamic",
+    block: int = WEIGHT_ONLY_BLOCK,
+    coarse_head: CoarseHead | None = None,
 ) -> Path:
     """int8 weights of MatMul/Gemm/Gather (and of Conv if `quantize_convs`), in one of two schemes:
 
@@ -111,7 +127,7 @@ def quantize_int8(
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     if scheme == "weight_only":
-        _quantize_weight_only(src, dst, block)
+        _quantize_weight_only(src, dst, block, coarse_head)
         if quantize_convs:
             quantize_dynamic(
                 str(dst), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["Conv"]
@@ -151,7 +167,7 @@ def down_projections(path: Path) -> list[str]:
     return [node.name for node in graph.node if node.op_type == "MatMul" and node.input[1] in narrowing]
 
 
-def _quantize_weight_only(src: Path, dst: Path, block: int) -> None:
+def _quantize_weight_only(src: Path, dst: Path, block: int, coarse_head: CoarseHead | None = None) -> None:
     import onnx
     from onnxruntime.quantization import QuantFormat
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
@@ -164,14 +180,27 @@ def _quantize_weight_only(src: Path, dst: Path, block: int) -> None:
         op_types_to_quantize=("MatMul",),
         bits=8,
     )
-    from .onnx_tied_projection import gather_from_weight_only_projection, untie_projection_for_weight_only
+    from .onnx_tied_projection import (
+        coarse_projection_with_exact_rescoring,
+        gather_from_weight_only_projection,
+        untie_projection_for_weight_only,
+    )
 
     model = onnx.load(str(src))
     table = untie_projection_for_weight_only(model)  # the decoder's tied table; None for the encoder
+    weight = None
+    if table is not None and coarse_head is not None:
+        from onnx import numpy_helper
+
+        weight = numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == table)).T
     quantizer = MatMulNBitsQuantizer(model, algo_config=config)
     quantizer.process()
     if table is not None and not gather_from_weight_only_projection(quantizer.model.model, table):
         raise RuntimeError(f"{src}: the tied projection of {table} was not quantized as expected")
+    if weight is not None and not coarse_projection_with_exact_rescoring(
+        quantizer.model.model, weight, coarse_head.candidates, coarse_head.bits, coarse_head.block
+    ):
+        raise RuntimeError(f"{src}: the coarse output projection of {table} was not built as expected")
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
 
 

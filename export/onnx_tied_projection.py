@@ -187,3 +187,103 @@ def gather_from_weight_only_projection(model: onnx.ModelProto, table: str) -> bo
     graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), f"{table}_zero_index"))
     graph.initializer.remove(inits[table])
     return True
+
+
+def coarse_projection_with_exact_rescoring(
+    model: onnx.ModelProto, weight: np.ndarray, candidates: int, bits: int = 4, block: int = 32
+) -> bool:
+    """After `gather_from_weight_only_projection`: the output projection at `bits` (a coarse pass that reads about
+    half the int8 head's bytes), then its top `candidates` logits of every row recomputed exactly from the int8
+    rows the token lookup already keeps (float hidden state times dequantized row, no activation rounding), and
+    written back over the coarse ones. The graph's logits keep their shape and meaning: exact where a token can
+    win, coarse elsewhere, so the loop and its token rules are unchanged.
+
+    `weight` is the projection's float [d, V] matrix (what the quantizer saw). Returns False where the decoder has
+    no rewritten weight-only projection (then the model is untouched)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    d_model, vocab = weight.shape
+    proj = next(
+        (
+            n
+            for n in graph.node
+            if n.op_type == "MatMulNBits" and n.input[1] in inits and inits[n.input[1]].dims[0] == vocab
+        ),
+        None,
+    )
+    rows, scales = (f"{proj.input[1]}_rows", f"{proj.input[2]}_rows") if proj is not None else ("", "")
+    if proj is None or rows not in inits or scales not in inits:
+        return False
+    # Quantize the projection alone at `bits`: a one-MatMul model through the same quantizer as every other weight.
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, d_model])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, vocab])
+    single = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"], name="head")],
+            "head",
+            [x],
+            [y],
+            [numpy_helper.from_array(weight.astype(np.float32), "w")],
+        ),
+        opset_imports=[helper.make_opsetid("", 18)],
+    )
+    config = DefaultWeightOnlyQuantConfig(
+        block_size=block, is_symmetric=True, accuracy_level=4, op_types_to_quantize=("MatMul",), bits=bits
+    )
+    quantizer = MatMulNBitsQuantizer(single, algo_config=config)
+    quantizer.process()
+    small = quantizer.model.model.graph
+    coarse_node = next(n for n in small.node if n.op_type == "MatMulNBits")
+    small_inits = {i.name: i for i in small.initializer}
+    for old in proj.input[1:3]:
+        graph.initializer.remove(inits[old])
+    for position, source in ((1, coarse_node.input[1]), (2, coarse_node.input[2])):
+        tensor = graph.initializer.add()
+        tensor.CopyFrom(small_inits[source])
+        tensor.name = f"{proj.name}_coarse_{position}"
+        proj.input[position] = tensor.name
+    del proj.attribute[:]
+    proj.attribute.extend(coarse_node.attribute)
+
+    hidden, logits = proj.input[0], proj.output[0]
+    n_blocks, row_block = inits[rows].dims[1], inits[rows].dims[2]
+    tag, coarse = proj.name, f"{proj.output[0]}_coarse"
+    proj.output[0] = coarse
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([candidates], np.int64), f"{tag}_k"),
+            numpy_helper.from_array(np.array([0, 0, 0, n_blocks * row_block], np.int64), f"{tag}_row_shape"),
+            numpy_helper.from_array(np.array([d_model], np.int64), f"{tag}_d"),
+            numpy_helper.from_array(np.array([0], np.int64), f"{tag}_zero_index"),
+            numpy_helper.from_array(np.array([-1], np.int64), f"{tag}_last"),
+            numpy_helper.from_array(np.array([2], np.int64), f"{tag}_axis2"),
+            numpy_helper.from_array(np.array(128.0, np.float32), f"{tag}_center"),
+        ]
+    )
+    nodes = [
+        helper.make_node("TopK", [coarse, f"{tag}_k"], [f"{tag}_top", f"{tag}_ids"], axis=-1, name=f"{tag}_topk"),
+        helper.make_node("Gather", [rows, f"{tag}_ids"], [f"{tag}_q"], axis=0, name=f"{tag}_rows"),
+        helper.make_node("Cast", [f"{tag}_q"], [f"{tag}_qf"], to=TensorProto.FLOAT, name=f"{tag}_cast"),
+        helper.make_node("Sub", [f"{tag}_qf", f"{tag}_center"], [f"{tag}_c"], name=f"{tag}_centred"),
+        helper.make_node("Gather", [scales, f"{tag}_ids"], [f"{tag}_s"], axis=0, name=f"{tag}_scales"),
+        helper.make_node("Unsqueeze", [f"{tag}_s", f"{tag}_last"], [f"{tag}_s1"], name=f"{tag}_unsq"),
+        helper.make_node("Mul", [f"{tag}_c", f"{tag}_s1"], [f"{tag}_blocks"], name=f"{tag}_dequant"),
+        helper.make_node("Reshape", [f"{tag}_blocks", f"{tag}_row_shape"], [f"{tag}_padded"], name=f"{tag}_flat"),
+        helper.make_node(
+            "Slice", [f"{tag}_padded", f"{tag}_zero_index", f"{tag}_d", f"{tag}_last"], [f"{tag}_w"], name=f"{tag}_d"
+        ),
+        helper.make_node("Unsqueeze", [hidden, f"{tag}_axis2"], [f"{tag}_h"], name=f"{tag}_h"),
+        helper.make_node("Mul", [f"{tag}_w", f"{tag}_h"], [f"{tag}_prod"], name=f"{tag}_prod"),
+        helper.make_node(
+            "ReduceSum", [f"{tag}_prod", f"{tag}_last"], [f"{tag}_exact"], keepdims=0, name=f"{tag}_exact"
+        ),
+        helper.make_node(
+            "ScatterElements", [coarse, f"{tag}_ids", f"{tag}_exact"], [logits], axis=-1, name=f"{tag}_write"
+        ),
+    ]
+    position = list(graph.node).index(proj) + 1
+    for offset, node in enumerate(nodes):
+        graph.node.insert(position + offset, node)
+    return True

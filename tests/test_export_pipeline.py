@@ -835,6 +835,81 @@ def test_weight_only_int8_encoder_is_int8_and_closer_to_fp32_than_dynamic(studen
         quantize_int8(src, tmp_path / "x.onnx", scheme="int4")
 
 
+def test_coarse_output_head_rescores_its_candidates_from_int8_rows(teacher_export, tmp_path, real_clip):
+    """The weight-only int8 decoder's output projection as a 4-bit pass whose best candidates are recomputed from
+    the int8 rows the token lookup keeps (onnx_export.CoarseHead): each candidate's logit is exactly the float
+    hidden state times its dequantized int8 row, every other logit is the coarse pass's, the file is smaller by
+    about half the int8 head, and on real speech its tokens are at least as close to fp32's as the int8 head's."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    from edge_askd_bench.encoder_schemes import ort_session
+    from edge_askd_export.onnx_export import CoarseHead, quantize_int8
+    from edge_askd_runtime.audio import SAMPLE_RATE
+    from edge_askd_runtime.decoding import greedy_decode
+    from edge_askd_runtime.scoring import token_agreement
+
+    src = teacher_export / "onnx" / "decoder.fp32.onnx"
+    head = CoarseHead(candidates=16)
+    plain = quantize_int8(src, tmp_path / "plain.onnx", scheme="weight_only", block=32)
+    coarse = quantize_int8(src, tmp_path / "coarse.onnx", scheme="weight_only", block=32, coarse_head=head)
+    config = json.loads((teacher_export / "config.json").read_text())
+    vocab, d_model = config["vocab_size"], config["d_model"]
+    assert plain.stat().st_size - coarse.stat().st_size > 0.4 * vocab * d_model  # 4 bits instead of 8 per weight
+
+    model = onnx.load(str(coarse))
+    graph = model.graph
+    bits = {
+        n.name: next(a.i for a in n.attribute if a.name == "bits") for n in graph.node if n.op_type == "MatMulNBits"
+    }
+    assert sorted(bits.values()).count(4) == 1 and set(bits.values()) == {4, 8}
+    proj = next(n for n in graph.node if n.op_type == "MatMulNBits" and bits[n.name] == 4)
+    assert any(n.op_type == "TopK" for n in graph.node) and any(n.op_type == "ScatterElements" for n in graph.node)
+    # Expose the head's input and its coarse pass, and check the rescoring against numpy on a real prompt step.
+    hidden, coarse_out = proj.input[0], proj.output[0]
+    graph.output.extend(helper.make_empty_tensor_value_info(name) for name in (hidden, coarse_out))
+    exposed = tmp_path / "exposed.onnx"
+    onnx.save(model, str(exposed))
+    inits = {i.name: i for i in graph.initializer}
+    rows = next(numpy_helper.to_array(t) for name, t in inits.items() if name.endswith("_rows") and t.data_type == 2)
+    scales = next(numpy_helper.to_array(t) for n, t in inits.items() if n.endswith("_rows") and t.data_type == 1)
+    tr = Transcriber(teacher_export, backend="onnxruntime", precision="fp32", threads=1)
+    audio = load_audio(real_clip("jfk"))
+    cross = tr.backend.run_encoder(tr.mel(audio))
+    session = ort.InferenceSession(str(exposed), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    prompt = np.array([list(tr.settings.prompt)], np.int64)
+    one_slot = list(tr.variant["io"]["cache_shapes"][0])
+    one_slot[2] = 1  # a zero slot, masked at offset 0
+    empty = np.zeros(one_slot, np.float32)
+    caches = [empty] * (2 * config["decoder_layers"])
+    feeds = dict(zip(names, [prompt, np.array([0], np.int64), *caches, *cross], strict=True))
+    logits, *rest = session.run(None, feeds)
+    h, rough = rest[-2][0, -1], rest[-1][0, -1]
+    ids = np.argsort(-rough, kind="stable")[: head.candidates]
+    dequant = ((rows[ids].astype(np.float32) - 128.0) * scales[ids][..., None]).reshape(len(ids), -1)[:, :d_model]
+    np.testing.assert_allclose(logits[0, -1, ids], dequant @ h, rtol=1e-4, atol=1e-3)
+    others = np.setdiff1d(np.arange(vocab), ids)
+    assert np.array_equal(logits[0, -1, others], rough[others])
+    assert int(np.argmax(logits[0, -1])) in ids
+
+    # Real speech, the runtime's own loop: agreement with the fp32 decoder's tokens.
+    decoders = {"fp32": tr.backend.decoder, "int8": ort_session(plain, 1), "coarse": ort_session(coarse, 1)}
+    tokens: dict[str, list[list[int]]] = {name: [] for name in decoders}
+    for clip in STUDENT_CLIPS:
+        audio = load_audio(real_clip(clip))
+        cross = tr.backend.run_encoder(tr.mel(audio))
+        for name, session in decoders.items():
+            tr.backend.decoder = session
+            tokens[name].append(
+                greedy_decode(tr.backend, cross, tr.settings, len(audio) / SAMPLE_RATE, tr._cache).tokens
+            )
+    assert all(len(t) > 3 for t in tokens["fp32"])
+    agreement = {name: token_agreement(tokens[name], tokens["fp32"]) for name in ("int8", "coarse")}
+    assert agreement["coarse"] >= agreement["int8"], agreement
+
+
 def test_decoder_graph_carries_the_attention_scale_in_its_q_projections(student_export):
     """graphs.DecoderStepGraph folds head_dim ** -0.5 (1/8: exact) into scaled copies of the q projections, so the
     exported decoder multiplies no activation by it (one node fewer per attention per step); the fp32 parity gate
@@ -913,7 +988,12 @@ def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(
     forced = ExportOptions(parity=parity, onnx_int8_encoder="weight_only")
     manifest = json.loads(export_checkpoint(student_checkpoint, "jetson-orin", tmp_path / "wo", forced).read_text())
     int8 = next(v for v in manifest["variants"] if v["name"] == "onnx-int8")
-    assert int8["quantization"] == {"convs": "float", "encoder": "weight_only", "decoder": "weight_only"}
+    assert int8["quantization"] == {
+        "convs": "float",
+        "encoder": "weight_only",
+        "decoder": "weight_only",
+        "decoder_head": {"candidates": 16, "bits": 4, "block": 32},  # the default coarse head (onnx_export.CoarseHead)
+    }
     assert int8["valid"], int8["parity"]
     # Blocks of 128 for the encoder (speed), of 32 for the decoder (its logits: onnx_export.DECODER_WEIGHT_ONLY_BLOCK)
     for role, block in (("encoder", 128), ("decoder", 32)):
