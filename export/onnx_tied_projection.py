@@ -253,7 +253,7 @@ def coarse_projection_with_exact_rescoring(
     proj.output[0] = coarse
     graph.initializer.extend(
         [
-            numpy_helper.from_array(np.array([candidates], np.int64), f"{tag}_k"),
+            numpy_helper.from_array(np.array([min(candidates, vocab)], np.int64), f"{tag}_k"),
             numpy_helper.from_array(np.array([0, 0, 0, n_blocks * row_block], np.int64), f"{tag}_row_shape"),
             numpy_helper.from_array(np.array([d_model], np.int64), f"{tag}_d"),
             numpy_helper.from_array(np.array([0], np.int64), f"{tag}_zero_index"),

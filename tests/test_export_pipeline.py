@@ -403,13 +403,16 @@ def test_int8_variants_keep_front_end_convs_float(student_export):
         "weight_only": "MatMulNBits",
     }[scheme]
     assert any(n.op_type == quantized_op for n in graph.node)
+    # Each layer's attention is one MultiHeadAttention (flash attention on CPU): no score matrix, no Softmax left
+    config = json.loads((student_export / "config.json").read_text())
+    attention = [n for n in graph.node if n.op_type == "MultiHeadAttention"]
+    assert len(attention) == config["encoder_layers"] and not any(n.op_type == "Softmax" for n in graph.node)
     # The decoder: the target's scheme ("all" takes the default, weight-only), its tied table stored once, int8
     assert variants["onnx-int8"]["quantization"]["decoder"] == "weight_only"
     decoder = onnx.load(str(student_export / variants["onnx-int8"]["files"]["decoder"])).graph
     assert any(n.op_type == "MatMulNBits" for n in decoder.node) and not any(
         n.op_type == "MatMulInteger" for n in decoder.node
     )
-    config = json.loads((student_export / "config.json").read_text())
     table = config["vocab_size"] * config["d_model"]
     assert not [t for t in decoder.initializer if t.data_type == onnx.TensorProto.FLOAT and np.prod(t.dims) >= table]
     # int8 weights live beside each graph (FILE.data, mapped at load), listed and hashed like the graphs; the
@@ -801,11 +804,15 @@ def test_openvino_gate_pins_f32_only_when_the_default_precision_fails():
     assert runtime["precision_hint"] == "f32" and calls == ["f32"]
 
 
-def _encoder_output(path: Path, mel) -> np.ndarray:
+def _encoder_outputs(path: Path, mel) -> list[np.ndarray]:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: mel})[0]
+    return session.run(None, {session.get_inputs()[0].name: mel})
+
+
+def _encoder_output(path: Path, mel) -> np.ndarray:
+    return _encoder_outputs(path, mel)[0]
 
 
 def test_weight_only_int8_encoder_is_int8_and_closer_to_fp32_than_dynamic(student_export, tmp_path, real_clip):
@@ -833,6 +840,28 @@ def test_weight_only_int8_encoder_is_int8_and_closer_to_fp32_than_dynamic(studen
     assert rms[weight_only.name] < 0.7 * rms[dynamic.name], rms  # tiny.en subset: 0.018 vs 0.034
     with pytest.raises(ValueError, match="unknown ONNX int8 scheme"):
         quantize_int8(src, tmp_path / "x.onnx", scheme="int4")
+
+
+def test_fused_encoder_attention_computes_what_the_exported_graph_does(student_export, tmp_path, real_clip):
+    """onnx_attention.fuse_self_attention replaces only layout: the fp32 encoder fused into MultiHeadAttention gives
+    the exported graph's cross K/V on real speech, with every layer fused and the layout nodes gone."""
+    import onnx
+
+    from edge_askd_export.onnx_export import fuse_encoder_attention
+    from edge_askd_runtime.transcriber import model_mel
+
+    src = student_export / "onnx" / "encoder.fp32.onnx"
+    fused = tmp_path / "encoder.fused.onnx"
+    shutil.copy(src, fused)
+    config = json.loads((student_export / "config.json").read_text())
+    assert fuse_encoder_attention(fused, config["encoder_attention_heads"]) == config["encoder_layers"]
+    nodes = {p: len(onnx.load(str(p)).graph.node) for p in (src, fused)}
+    assert nodes[fused] < nodes[src] - 10 * config["encoder_layers"], nodes
+    manifest = _manifest(student_export)
+    mel = model_mel(load_audio(real_clip("arctic_a0009")), False, manifest["mel"]["n_mels"], [])
+    for reference, output in zip(_encoder_outputs(src, mel), _encoder_outputs(fused, mel), strict=True):
+        np.testing.assert_allclose(output, reference, atol=1e-4, rtol=1e-4)
+    assert fuse_encoder_attention(fused, config["encoder_attention_heads"]) == 0  # nothing left to fuse
 
 
 def test_coarse_output_head_rescores_its_candidates_from_int8_rows(teacher_export, tmp_path, real_clip):
