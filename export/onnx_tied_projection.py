@@ -148,45 +148,65 @@ def gather_from_weight_only_projection(model: onnx.ModelProto, table: str) -> bo
     gathers = [n for n in users.get(table, []) if n.op_type == "Gather"]
     if proj is None or not gathers or (len(proj.input) > 3 and proj.input[3]):
         return False  # no projection of this table, or an asymmetric one (zero points)
-    n_rows, n_blocks, block = inits[proj.input[1]].dims
+    n_rows, n_blocks = inits[proj.input[1]].dims[:2]
     blocks, scales_2d = f"{proj.input[1]}_rows", f"{proj.input[2]}_rows"
     copy = graph.initializer.add()
     copy.CopyFrom(inits[proj.input[1]])
     copy.name = blocks
     rows = numpy_helper.to_array(inits[proj.input[2]]).reshape(n_rows, n_blocks)
     graph.initializer.append(numpy_helper.from_array(rows, scales_2d))
-    graph.initializer.append(numpy_helper.from_array(np.array(128.0, np.float32), f"{table}_zero"))
     for gather in gathers:
         out, tokens, tag = gather.output[0], gather.input[1], gather.name or gather.output[0]
         rank = len(_indices_shape(graph, tokens))
-        shape = f"{out}_shape"
-        graph.initializer.append(numpy_helper.from_array(np.array([0] * rank + [n_blocks * block], np.int64), shape))
-        padded = n_blocks * block != d_model  # the last block is zero-padded when d_model is not a multiple
-        lookup = [
-            helper.make_node("Gather", [blocks, tokens], [f"{out}_q"], axis=0, name=f"{tag}_rows"),
-            helper.make_node("Cast", [f"{out}_q"], [f"{out}_qf"], to=TensorProto.FLOAT, name=f"{tag}_cast"),
-            helper.make_node("Sub", [f"{out}_qf", f"{table}_zero"], [f"{out}_c"], name=f"{tag}_center"),
-            helper.make_node("Gather", [scales_2d, tokens], [f"{out}_s"], axis=0, name=f"{tag}_scales"),
-            helper.make_node("Unsqueeze", [f"{out}_s", f"{table}_last"], [f"{out}_s1"], name=f"{tag}_unsq"),
-            helper.make_node("Mul", [f"{out}_c", f"{out}_s1"], [f"{out}_blocks"], name=f"{tag}_scale"),
-            helper.make_node(
-                "Reshape", [f"{out}_blocks", shape], [f"{out}_padded" if padded else out], name=f"{tag}_row"
-            ),
-        ]
-        if padded:
-            ends = f"{out}_ends"
-            graph.initializer.append(numpy_helper.from_array(np.array([d_model], np.int64), ends))
-            lookup.append(
-                helper.make_node("Slice", [f"{out}_padded", f"{table}_zero_index", ends, f"{table}_last"], [out])
-            )
+        lookup = _dequantized_rows(graph, blocks, scales_2d, tokens, rank, out, tag, d_model)
         position = list(graph.node).index(gather)
         graph.node.remove(gather)
         for offset, node in enumerate(lookup):
             graph.node.insert(position + offset, node)
-    graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), f"{table}_last"))
-    graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), f"{table}_zero_index"))
     graph.initializer.remove(inits[table])
     return True
+
+
+def _dequantized_rows(
+    graph: onnx.GraphProto, blocks: str, scales: str, ids: str, ids_rank: int, out: str, tag: str, d_model: int
+) -> list[onnx.NodeProto]:
+    """Nodes that look up rows `ids` (rank `ids_rank`) of a symmetric 8-bit block table (`blocks` uint8 [V, n_blocks,
+    block], zero point 128; `scales` float [V, n_blocks]) and dequantize them into `out` [*ids.shape, d_model]; their
+    constants go into `graph`. Where d_model is not a multiple of the block, the last block's padding is cut."""
+    inits = {i.name: i for i in graph.initializer}
+    n_blocks, block = inits[blocks].dims[1], inits[blocks].dims[2]
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(128.0, np.float32), f"{tag}_center"),
+            numpy_helper.from_array(np.array([-1], np.int64), f"{tag}_last"),
+            numpy_helper.from_array(np.array([0] * ids_rank + [n_blocks * block], np.int64), f"{tag}_shape"),
+        ]
+    )
+    padded = n_blocks * block != d_model
+    nodes = [
+        helper.make_node("Gather", [blocks, ids], [f"{tag}_q"], axis=0, name=f"{tag}_rows"),
+        helper.make_node("Cast", [f"{tag}_q"], [f"{tag}_qf"], to=TensorProto.FLOAT, name=f"{tag}_cast"),
+        helper.make_node("Sub", [f"{tag}_qf", f"{tag}_center"], [f"{tag}_c"], name=f"{tag}_centred"),
+        helper.make_node("Gather", [scales, ids], [f"{tag}_s"], axis=0, name=f"{tag}_scales"),
+        helper.make_node("Unsqueeze", [f"{tag}_s", f"{tag}_last"], [f"{tag}_s1"], name=f"{tag}_unsq"),
+        helper.make_node("Mul", [f"{tag}_c", f"{tag}_s1"], [f"{tag}_blocks"], name=f"{tag}_dequant"),
+        helper.make_node(
+            "Reshape", [f"{tag}_blocks", f"{tag}_shape"], [f"{tag}_padded" if padded else out], name=f"{tag}_flat"
+        ),
+    ]
+    if padded:
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array([0], np.int64), f"{tag}_start"),
+                numpy_helper.from_array(np.array([d_model], np.int64), f"{tag}_end"),
+            ]
+        )
+        nodes.append(
+            helper.make_node(
+                "Slice", [f"{tag}_padded", f"{tag}_start", f"{tag}_end", f"{tag}_last"], [out], name=f"{tag}_cut"
+            )
+        )
+    return nodes
 
 
 def coarse_projection_with_exact_rescoring(
@@ -248,36 +268,22 @@ def coarse_projection_with_exact_rescoring(
     proj.attribute.extend(coarse_node.attribute)
 
     hidden, logits = proj.input[0], proj.output[0]
-    n_blocks, row_block = inits[rows].dims[1], inits[rows].dims[2]
     tag, coarse = proj.name, f"{proj.output[0]}_coarse"
     proj.output[0] = coarse
     graph.initializer.extend(
         [
             numpy_helper.from_array(np.array([min(candidates, vocab)], np.int64), f"{tag}_k"),
-            numpy_helper.from_array(np.array([0, 0, 0, n_blocks * row_block], np.int64), f"{tag}_row_shape"),
-            numpy_helper.from_array(np.array([d_model], np.int64), f"{tag}_d"),
-            numpy_helper.from_array(np.array([0], np.int64), f"{tag}_zero_index"),
-            numpy_helper.from_array(np.array([-1], np.int64), f"{tag}_last"),
             numpy_helper.from_array(np.array([2], np.int64), f"{tag}_axis2"),
-            numpy_helper.from_array(np.array(128.0, np.float32), f"{tag}_center"),
+            numpy_helper.from_array(np.array([-1], np.int64), f"{tag}_sum_axis"),
         ]
     )
     nodes = [
         helper.make_node("TopK", [coarse, f"{tag}_k"], [f"{tag}_top", f"{tag}_ids"], axis=-1, name=f"{tag}_topk"),
-        helper.make_node("Gather", [rows, f"{tag}_ids"], [f"{tag}_q"], axis=0, name=f"{tag}_rows"),
-        helper.make_node("Cast", [f"{tag}_q"], [f"{tag}_qf"], to=TensorProto.FLOAT, name=f"{tag}_cast"),
-        helper.make_node("Sub", [f"{tag}_qf", f"{tag}_center"], [f"{tag}_c"], name=f"{tag}_centred"),
-        helper.make_node("Gather", [scales, f"{tag}_ids"], [f"{tag}_s"], axis=0, name=f"{tag}_scales"),
-        helper.make_node("Unsqueeze", [f"{tag}_s", f"{tag}_last"], [f"{tag}_s1"], name=f"{tag}_unsq"),
-        helper.make_node("Mul", [f"{tag}_c", f"{tag}_s1"], [f"{tag}_blocks"], name=f"{tag}_dequant"),
-        helper.make_node("Reshape", [f"{tag}_blocks", f"{tag}_row_shape"], [f"{tag}_padded"], name=f"{tag}_flat"),
-        helper.make_node(
-            "Slice", [f"{tag}_padded", f"{tag}_zero_index", f"{tag}_d", f"{tag}_last"], [f"{tag}_w"], name=f"{tag}_d"
-        ),
+        *_dequantized_rows(graph, rows, scales, f"{tag}_ids", 3, f"{tag}_w", f"{tag}_candidates", d_model),
         helper.make_node("Unsqueeze", [hidden, f"{tag}_axis2"], [f"{tag}_h"], name=f"{tag}_h"),
         helper.make_node("Mul", [f"{tag}_w", f"{tag}_h"], [f"{tag}_prod"], name=f"{tag}_prod"),
         helper.make_node(
-            "ReduceSum", [f"{tag}_prod", f"{tag}_last"], [f"{tag}_exact"], keepdims=0, name=f"{tag}_exact"
+            "ReduceSum", [f"{tag}_prod", f"{tag}_sum_axis"], [f"{tag}_exact"], keepdims=0, name=f"{tag}_exact"
         ),
         helper.make_node(
             "ScatterElements", [coarse, f"{tag}_ids", f"{tag}_exact"], [logits], axis=-1, name=f"{tag}_write"
