@@ -18,6 +18,12 @@ from .host import describe_host
 from .worker import Worker
 
 SCHEMA_VERSION = 1
+# A timed request waits this long after the previous candidate's: OpenMP runtimes (CTranslate2's, PyTorch's) keep
+# their threads spinning ~200 ms after a call (KMP_BLOCKTIME), so the next candidate in the interleave otherwise
+# shares the cores with them. Measured (Intel Xeon, 2 cores): the first candidate, run right after
+# faster-whisper, took 160 vs 89 ms for a 5 s clip that the same graphs in another export took later in the
+# order, its numpy front end included (12 vs 4 ms).
+SETTLE_S = 0.3
 DEFAULT_PEERS = (
     "pytorch:teacher:base",
     "faster-whisper:base:int8",
@@ -92,11 +98,16 @@ def run_benchmark(config: BenchConfig, progress=print) -> dict:
     for worker in workers.values():  # warm-up
         for audio in by_length.values():
             worker.transcribe(audio)
+    order = list(workers)
     for rep in range(config.repeats):
         progress(f"repeat {rep + 1}/{config.repeats}")
-        for length, audio in by_length.items():
-            for spec, worker in workers.items():  # interleaved: a slow moment hits every candidate alike
-                runs[(spec, length)].append(worker.transcribe(audio))
+        for round_, (length, audio) in enumerate(by_length.items()):
+            # Interleaved, so a slow moment hits every candidate alike; and rotated, so no candidate always runs
+            # right after the same one (whose threads may still hold the cores, see SETTLE_S).
+            shift = (rep * len(by_length) + round_) % len(order)
+            for spec in order[shift:] + order[:shift]:
+                time.sleep(SETTLE_S)
+                runs[(spec, length)].append(workers[spec].transcribe(audio))
 
     accuracy = {}
     for spec, worker in workers.items():
