@@ -91,7 +91,8 @@ class ExportOptions:
     # logits of each row recomputed from the int8 rows the token lookup keeps (onnx_export.CoarseHead); 0: the int8
     # projection whole. Measured (docs/decoder-int8, base, 157 real-set clips, Intel Xeon): 8-16 candidates keep
     # at least the whole int8 head's agreement with fp32 (clean-en 1.000 vs 0.992, telephone 0.997 vs 0.993), 4 lose a
-    # word; 8-23 % less per decoder call, 13 MB less file and 12.7 MB less anonymous memory for base.
+    # word; 8-23 % less per decoder call back to back (3 % less decode time at 10 s, none at 5 s, in `edge-askd
+    # bench`, where the weights come from memory), 13 MB less file and 12.7 MB less anonymous memory for base.
     onnx_int8_head_candidates: int = 16
     calibration_clips: int = CALIBRATION_CLIPS  # the smoothquant encoder's calibration (export/calibration.py)
 
