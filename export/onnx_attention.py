@@ -29,74 +29,59 @@ def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     return users
 
 
-def _layout_source(name: str, producers: dict[str, onnx.NodeProto], max_nodes: int = 6) -> str | None:
-    """Walk up through Reshape/Transpose nodes from `name` to the tensor they rearrange -> its name, or None if
-    `name` is not a rearrangement of one."""
+def _layout_source(name: str, producers: dict[str, onnx.NodeProto], max_nodes: int = 6) -> tuple[str, int] | None:
+    """Walk up through Reshape/Transpose nodes from `name` to the tensor they rearrange -> (its name, nodes
+    passed), or None if `name` is not a rearrangement of one."""
     passed = 0
     while (node := producers.get(name)) is not None and node.op_type in _LAYOUT:
         name, passed = node.input[0], passed + 1
         if passed > max_nodes:
             return None
-    return name if passed else None
+    return (name, passed) if passed else None
 
 
-def _layout_sink(name: str, consumers: dict[str, list[onnx.NodeProto]], max_nodes: int = 4) -> str | None:
-    """Walk down a single chain of Reshape/Transpose nodes from `name` -> the last one's output, or None."""
+def _layout_sink(name: str, consumers: dict[str, list[onnx.NodeProto]], max_nodes: int = 4) -> tuple[str, int] | None:
+    """Walk down a single chain of Reshape/Transpose nodes from `name` -> (the last one's output, nodes passed)."""
     passed = 0
     while len(users := consumers.get(name, [])) == 1 and users[0].op_type in _LAYOUT:
         name, passed = users[0].output[0], passed + 1
         if passed > max_nodes:
             return None
-    return name if passed else None
+    return (name, passed) if passed else None
 
 
 def fuse_self_attention(model: onnx.ModelProto, heads: int) -> int:
-    """Rewrite every `MatMul(q', k') [+ mask] -> Softmax -> MatMul(., v')` as one MultiHeadAttention, scale 1 (the
-    exporter scaled q already), the mask as its attention_bias; returns how many were fused. Nodes left without a
-    reader are removed. Matched:
-
-    - the encoder's self-attention: q', k', v' rearrangements (Reshape/Transpose) of [1, S, d] tensors;
-    - the decoder's cross-attention: K and V graph inputs already split per head ([1, H, S, Dh], a layout the op
-      takes as is), K read through its transpose to [1, H, Dh, S];
-    - the decoder's self-attention: K and V the cache input with the new tokens' K/V appended along the slots,
-      the scores masked (the slots at or past the offset, and causally within the call).
-    The output must be rearranged back to [1, T, d]."""
+    """Rewrite every `MatMul(q', k') -> Softmax -> MatMul(., v')` whose q', k', v' are rearrangements of [1, S, d]
+    tensors (and whose output is rearranged back to one) as one MultiHeadAttention over those tensors, with scale
+    1 (the exporter scaled q already); returns how many were fused. Nodes left without a reader are removed."""
     graph = model.graph
-    initializers = {i.name for i in graph.initializer}
-    per_head = {i.name for i in graph.input if len(i.type.tensor_type.shape.dim) == 4 and i.name not in initializers}
     fused = 0
     for softmax in [n for n in graph.node if n.op_type == "Softmax"]:
         producers, consumers = _producers(graph), _consumers(graph)
         scores = producers.get(softmax.input[0])
-        attention_bias = ""
-        if scores is not None and scores.op_type == "Add":  # a mask added to the scores
-            scores, attention_bias = producers.get(scores.input[0]), scores.input[1]
         after = consumers.get(softmax.output[0], [])
         if scores is None or scores.op_type != "MatMul" or len(after) != 1 or after[0].op_type != "MatMul":
             continue
         mixed = after[0]
         q = _layout_source(scores.input[0], producers)
-        k = _per_head_key(scores.input[1], producers, per_head)
-        v = mixed.input[1] if _is_per_head(mixed.input[1], producers, per_head) else None
-        if k is None or v is None:
-            k, v = _layout_source(scores.input[1], producers), _layout_source(mixed.input[1], producers)
+        k = _layout_source(scores.input[1], producers)
+        v = _layout_source(mixed.input[1], producers)
         out = _layout_sink(mixed.output[0], consumers)
         if None in (q, k, v, out) or mixed.input[0] != softmax.output[0]:
             continue
-        inputs = [q, k, v] + (["", "", attention_bias] if attention_bias else [])
         attention = helper.make_node(
             "MultiHeadAttention",
-            inputs,
-            [out],
+            [q[0], k[0], v[0]],
+            [out[0]],
             domain="com.microsoft",
             num_heads=heads,
             scale=1.0,
             name=f"{softmax.name or softmax.output[0]}_mha",
         )
-        # The old chain's last node wrote `out`: rename its output so the fused node is the only writer.
-        last = producers.get(out)
+        # The old chain's last node wrote out[0]: rename its output so the fused node is the only writer.
+        last = producers.get(out[0])
         if last is not None:
-            last.output[0] = f"{out}_unfused"
+            last.output[0] = f"{out[0]}_unfused"
         graph.node.insert(list(graph.node).index(mixed), attention)
         fused += 1
     if fused:
@@ -104,27 +89,6 @@ def fuse_self_attention(model: onnx.ModelProto, heads: int) -> int:
         if not any(o.domain == "com.microsoft" for o in model.opset_import):
             model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return fused
-
-
-def _is_per_head(name: str, producers: dict[str, onnx.NodeProto], per_head: set[str]) -> bool:
-    """A [1, H, S, Dh] tensor: a per-head graph input (the cross K/V, the self-attention cache), or one with the
-    new tokens' K/V appended along the slots (the decoder's `Concat(cache, new, axis=2)`)."""
-    if name in per_head:
-        return True
-    node = producers.get(name)
-    if node is None or node.op_type != "Concat":
-        return False
-    axis = next((a.i for a in node.attribute if a.name == "axis"), None)
-    return axis == 2 and any(i in per_head for i in node.input)
-
-
-def _per_head_key(name: str, producers: dict[str, onnx.NodeProto], per_head: set[str]) -> str | None:
-    """K^T as `Transpose(perm [0, 1, 3, 2])` of a per-head tensor -> that tensor, else None."""
-    node = producers.get(name)
-    if node is None or node.op_type != "Transpose" or not _is_per_head(node.input[0], producers, per_head):
-        return None
-    perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
-    return node.input[0] if perm == [0, 1, 3, 2] else None
 
 
 def _remove_dead_nodes(graph: onnx.GraphProto) -> None:

@@ -204,10 +204,10 @@ def _quantize_weight_only(src: Path, dst: Path, block: int, coarse_head: CoarseH
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
 
 
-def fuse_attention(path: Path, heads: int) -> int:
-    """Rewrite the graph at `path` in place with each attention as one MultiHeadAttention (ONNX Runtime's CPU
-    kernel, flash attention for long queries; export/onnx_attention.py) -> how many were fused (0 leaves the file
-    as it was). Only for ONNX Runtime variants: other runtimes do not have the contrib op."""
+def fuse_encoder_attention(path: Path, heads: int) -> int:
+    """Rewrite the encoder graph at `path` in place with each layer's attention as one MultiHeadAttention (ONNX
+    Runtime's CPU flash attention; export/onnx_attention.py) -> how many layers were fused (0 leaves it as it was).
+    Only for ONNX Runtime variants: other runtimes do not have the contrib op."""
     import onnx
 
     from .onnx_attention import fuse_self_attention
