@@ -14,19 +14,9 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
+from . import onnx_graph
+
 _LAYOUT = ("Reshape", "Transpose")
-
-
-def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
-    return {out: node for node in graph.node for out in node.output}
-
-
-def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    users: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
-    return users
 
 
 def _layout_source(name: str, producers: dict[str, onnx.NodeProto], max_nodes: int = 6) -> tuple[str, int] | None:
@@ -57,7 +47,7 @@ def fuse_self_attention(model: onnx.ModelProto, heads: int) -> int:
     graph = model.graph
     fused = 0
     for softmax in [n for n in graph.node if n.op_type == "Softmax"]:
-        producers, consumers = _producers(graph), _consumers(graph)
+        producers, consumers = onnx_graph.producers(graph), onnx_graph.consumers(graph)
         scores = producers.get(softmax.input[0])
         after = consumers.get(softmax.output[0], [])
         if scores is None or scores.op_type != "MatMul" or len(after) != 1 or after[0].op_type != "MatMul":

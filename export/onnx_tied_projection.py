@@ -23,13 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-
-def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    users: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
-    return users
+from .onnx_graph import consumers
 
 
 def rewrite_tied_projection(model: onnx.ModelProto) -> int:
@@ -39,7 +33,7 @@ def rewrite_tied_projection(model: onnx.ModelProto) -> int:
     inits = {i.name: i for i in graph.initializer}
     rewritten = 0
     for dq in list(graph.node):
-        users = _consumers(graph)
+        users = consumers(graph)
         if dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
             continue
         after = users.get(dq.output[0], [])
@@ -105,7 +99,7 @@ def untie_projection_for_weight_only(model: onnx.ModelProto) -> str | None:
     the quantizer sees a plain MatMul weight. Returns the table's name (still read by the token Gather), or None."""
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
-    users = _consumers(graph)
+    users = consumers(graph)
     for transpose in list(graph.node):
         if transpose.op_type != "Transpose" or transpose.input[0] not in inits:
             continue
@@ -133,7 +127,7 @@ def gather_from_weight_only_projection(model: onnx.ModelProto, table: str) -> bo
     tokens look up: the base decoder's session 106 -> 80 MB resident."""
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
-    users = _consumers(graph)
+    users = consumers(graph)
     if table not in inits:
         return False
     vocab, d_model = inits[table].dims
