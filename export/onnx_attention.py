@@ -19,25 +19,25 @@ from . import onnx_graph
 _LAYOUT = ("Reshape", "Transpose")
 
 
-def _layout_source(name: str, producers: dict[str, onnx.NodeProto], max_nodes: int = 6) -> tuple[str, int] | None:
-    """Walk up through Reshape/Transpose nodes from `name` to the tensor they rearrange -> (its name, nodes
-    passed), or None if `name` is not a rearrangement of one."""
+def _layout_source(name: str, producers: dict[str, onnx.NodeProto], max_nodes: int = 6) -> str | None:
+    """Walk up through Reshape/Transpose nodes from `name` to the tensor they rearrange -> its name, or None if
+    `name` is not a rearrangement of one."""
     passed = 0
     while (node := producers.get(name)) is not None and node.op_type in _LAYOUT:
         name, passed = node.input[0], passed + 1
         if passed > max_nodes:
             return None
-    return (name, passed) if passed else None
+    return name if passed else None
 
 
-def _layout_sink(name: str, consumers: dict[str, list[onnx.NodeProto]], max_nodes: int = 4) -> tuple[str, int] | None:
-    """Walk down a single chain of Reshape/Transpose nodes from `name` -> (the last one's output, nodes passed)."""
+def _layout_sink(name: str, consumers: dict[str, list[onnx.NodeProto]], max_nodes: int = 4) -> str | None:
+    """Walk down a single chain of Reshape/Transpose nodes from `name` -> the last one's output, or None."""
     passed = 0
     while len(users := consumers.get(name, [])) == 1 and users[0].op_type in _LAYOUT:
         name, passed = users[0].output[0], passed + 1
         if passed > max_nodes:
             return None
-    return (name, passed) if passed else None
+    return name if passed else None
 
 
 def fuse_self_attention(model: onnx.ModelProto, heads: int) -> int:
@@ -61,17 +61,17 @@ def fuse_self_attention(model: onnx.ModelProto, heads: int) -> int:
             continue
         attention = helper.make_node(
             "MultiHeadAttention",
-            [q[0], k[0], v[0]],
-            [out[0]],
+            [q, k, v],
+            [out],
             domain="com.microsoft",
             num_heads=heads,
             scale=1.0,
             name=f"{softmax.name or softmax.output[0]}_mha",
         )
-        # The old chain's last node wrote out[0]: rename its output so the fused node is the only writer.
-        last = producers.get(out[0])
+        # The old chain's last node wrote `out`: rename its output so the fused node is the only writer.
+        last = producers.get(out)
         if last is not None:
-            last.output[0] = f"{out[0]}_unfused"
+            last.output[0] = f"{out}_unfused"
         graph.node.insert(list(graph.node).index(mixed), attention)
         fused += 1
     if fused:

@@ -115,6 +115,18 @@ def untie_projection_for_weight_only(model: onnx.ModelProto) -> str | None:
     return None
 
 
+def _weight_only_projection(graph: onnx.GraphProto, inits: dict, vocab: int) -> onnx.NodeProto | None:
+    """The MatMulNBits whose quantized weight has `vocab` rows: the decoder's output projection."""
+    return next(
+        (
+            n
+            for n in graph.node
+            if n.op_type == "MatMulNBits" and n.input[1] in inits and inits[n.input[1]].dims[0] == vocab
+        ),
+        None,
+    )
+
+
 def gather_from_weight_only_projection(model: onnx.ModelProto, table: str) -> bool:
     """After 8-bit MatMulNBits quantization: the token Gather reads the projection's quantized blocks ([V, blocks,
     block] uint8, one byte per weight, per-block scales, symmetric: zero point 128) and dequantizes the rows it
@@ -131,14 +143,7 @@ def gather_from_weight_only_projection(model: onnx.ModelProto, table: str) -> bo
     if table not in inits:
         return False
     vocab, d_model = inits[table].dims
-    proj = next(
-        (
-            n
-            for n in graph.node
-            if n.op_type == "MatMulNBits" and n.input[1] in inits and inits[n.input[1]].dims[0] == vocab
-        ),
-        None,
-    )
+    proj = _weight_only_projection(graph, inits, vocab)
     gathers = [n for n in users.get(table, []) if n.op_type == "Gather"]
     if proj is None or not gathers or (len(proj.input) > 3 and proj.input[3]):
         return False  # no projection of this table, or an asymmetric one (zero points)
@@ -219,14 +224,7 @@ def coarse_projection_with_exact_rescoring(
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     d_model, vocab = weight.shape
-    proj = next(
-        (
-            n
-            for n in graph.node
-            if n.op_type == "MatMulNBits" and n.input[1] in inits and inits[n.input[1]].dims[0] == vocab
-        ),
-        None,
-    )
+    proj = _weight_only_projection(graph, inits, vocab)
     rows, scales = (f"{proj.input[1]}_rows", f"{proj.input[2]}_rows") if proj is not None else ("", "")
     if proj is None or rows not in inits or scales not in inits:
         return False
