@@ -13,7 +13,6 @@ every load hashes, as before.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -30,6 +29,9 @@ SETTLE_SECONDS = 3.0
 
 
 def sha256_file(path: Path) -> str:
+    # Imported here: hashlib loads OpenSSL (~4 MB resident), which a load whose files are all recorded never needs.
+    import hashlib
+
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import re
 from collections.abc import Iterable
 
 
 def installed_versions(names: Iterable[str]) -> dict[str, str]:
     """Version of each installed distribution among `names`; absent ones are left out."""
+    # Imported here, not at the top: importlib.metadata pulls in email, zipfile and socket (~3 MB resident), and a
+    # loading runtime asks its backend module for __version__ instead.
+    import importlib.metadata
+
     versions = {}
     for name in names:
         try:

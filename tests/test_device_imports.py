@@ -57,3 +57,18 @@ def test_cli_help_without_torch():
     )
     assert proc.returncode == 0, proc.stderr
     assert "transcribe" in proc.stdout
+
+
+def test_the_runtime_imports_no_package_metadata_or_openssl():
+    """importlib.metadata (email, zipfile, socket) and hashlib (OpenSSL) cost ~7 MB resident of a board's memory
+    budget; a load whose files are all recorded needs neither, so the runtime imports them only where used."""
+    proc = _run(
+        """
+        import edge_askd_runtime.transcriber, edge_askd_runtime.backends.onnxruntime, edge_askd_runtime.atomic
+        heavy = {"importlib.metadata", "hashlib", "_hashlib", "email", "zipfile", "socket"} & set(sys.modules)
+        assert not heavy, heavy
+        from edge_askd_runtime.file_hashes import sha256_file
+        assert len(sha256_file(sys.executable)) == 64 and "hashlib" in sys.modules
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
