@@ -1,6 +1,6 @@
 """The weight-only int8 decoder's block size: speed and distance from fp32, each block size beside the others.
 
-    python -m edge_askd_bench.decoder_blocks EXPORT_DIR [--blocks 128,64,32,16] [--coarse 8,16] [--max-clips 0]
+    python -m edge_askd_bench.decoder_blocks EXPORT_DIR [--blocks 128,64,32,16] [--coarse 8,16,16/128] [--max-clips 0]
                                              [--repeats 7] [--threads 2] [--json OUT]
 
 MatMulNBits (accuracy_level 4) quantizes the decoder's weights in blocks along K and its activations per block
@@ -24,8 +24,14 @@ from pathlib import Path
 
 
 def measure(
-    export: Path, blocks: list[int], max_clips: int, repeats: int, threads: int, coarse: tuple[int, ...] = ()
+    export: Path,
+    blocks: list[int],
+    max_clips: int,
+    repeats: int,
+    threads: int,
+    coarse: tuple[tuple[int, int, int], ...] = (),
 ) -> list[dict]:
+    """coarse: (candidates, the coarse pass's block size, its bits) per coarse-head decoder."""
     from edge_askd_export import onnx_export
     from edge_askd_runtime.audio import SAMPLE_RATE
     from edge_askd_runtime.decoding import allocate_cache, greedy_decode
@@ -43,10 +49,10 @@ def measure(
         for block in blocks:
             dst = Path(tmp) / f"decoder.block{block}.onnx"
             files[f"block {block}"] = onnx_export.quantize_int8(fp32_decoder, dst, scheme="weight_only", block=block)
-        for candidates in coarse:
-            head = onnx_export.CoarseHead(candidates=candidates)
-            name = f"block {onnx_export.DECODER_WEIGHT_ONLY_BLOCK}, head {head.bits}-bit top {candidates}"
-            dst = Path(tmp) / f"decoder.coarse{candidates}.onnx"
+        for candidates, head_block, bits in coarse:
+            head = onnx_export.CoarseHead(candidates=candidates, block=head_block, bits=bits)
+            name = f"block {onnx_export.DECODER_WEIGHT_ONLY_BLOCK}, head {bits}-bit/{head_block} top {candidates}"
+            dst = Path(tmp) / f"decoder.coarse{candidates}-{head_block}-{bits}.onnx"
             block = onnx_export.DECODER_WEIGHT_ONLY_BLOCK
             files[name] = onnx_export.quantize_int8(
                 fp32_decoder, dst, scheme="weight_only", block=block, coarse_head=head
@@ -83,6 +89,16 @@ def measure(
     return list(rows.values())
 
 
+def _coarse_spec(item: str) -> tuple[int, int, int]:
+    """ "16" -> (16, the default block, the default bits); "16/128" -> (16, 128, default bits); "16/128/2"."""
+    from edge_askd_export.onnx_export import CoarseHead
+
+    candidates, block, bits, *rest = [*item.split("/"), "", ""]
+    if any(rest):
+        raise ValueError(item)
+    return int(candidates), int(block or CoarseHead.block), int(bits or CoarseHead.bits)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("export", type=Path, help="an export directory with a valid onnx-fp32 variant")
@@ -91,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--coarse",
         default="",
-        help="candidate counts: decoders whose output projection is a 4-bit pass with its top K rescored exactly "
-        "from the int8 rows (onnx_export.CoarseHead), e.g. 8,16,32",
+        help="decoders whose output projection is a low-bit pass with its top K rescored exactly from the int8 "
+        "rows (onnx_export.CoarseHead): K, K/BLOCK or K/BLOCK/BITS (the pass's block size and bits, 2 or 4; "
+        "defaults: the exporter's), e.g. 8,16,16/128,16/128/2",
     )
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
@@ -105,11 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     if any(b < 16 or b & (b - 1) for b in blocks):
         p.error(f"--blocks {args.blocks!r}: each a power of two, at least 16")
     try:
-        coarse = tuple(int(k) for k in args.coarse.split(",") if k)
+        coarse = tuple(_coarse_spec(item) for item in args.coarse.split(",") if item)
     except ValueError:
-        p.error(f"--coarse {args.coarse!r}: give candidate counts like 8,16")
-    if not blocks and not coarse or any(k < 1 for k in coarse):
-        p.error("give --blocks or --coarse; candidate counts are at least 1")
+        p.error(f"--coarse {args.coarse!r}: give candidate counts, each with an optional block and bits, like 16/128")
+    if not blocks and not coarse:
+        p.error("give --blocks or --coarse")
+    if any(k < 1 or not 16 <= b <= 256 or b & (b - 1) or bits not in (2, 4) for k, b, bits in coarse):
+        p.error(f"--coarse {args.coarse!r}: candidates >= 1, blocks 16 to 256 (powers of two), bits 2 or 4")
     from edge_askd_runtime.errors import EdgeAskdError
 
     try:

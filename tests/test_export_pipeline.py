@@ -1021,7 +1021,7 @@ def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(
         "convs": "float",
         "encoder": "weight_only",
         "decoder": "weight_only",
-        "decoder_head": {"candidates": 16, "bits": 4, "block": 32},  # the default coarse head (onnx_export.CoarseHead)
+        "decoder_head": {"candidates": 16, "bits": 4, "block": 128},  # the default coarse head (onnx_export.CoarseHead)
     }
     assert int8["valid"], int8["parity"]
     # Blocks of 128 for the encoder (speed), of 32 for the decoder (its logits: onnx_export.DECODER_WEIGHT_ONLY_BLOCK)
@@ -1188,10 +1188,14 @@ def test_decoder_blocks_bench_prints_each_block_size_beside_fp32(student_export,
 
     out = tmp_path / "blocks.json"
     assert (
-        main([str(student_export), "--blocks", "128,32", "--max-clips", "2", "--repeats", "1", "--json", str(out)]) == 0
+        main(
+            [str(student_export), "--blocks", "128,32", "--coarse", "4/64", "--max-clips", "2", "--repeats", "1"]
+            + ["--json", str(out)]
+        )
+        == 0
     )
     rows = {r["decoder"]: r for r in json.loads(out.read_text())}
-    assert list(rows) == ["fp32", "block 128", "block 32"]
+    assert list(rows) == ["fp32", "block 128", "block 32", "block 32, head 4-bit/64 top 4"]
     sets = ("parity-7", "clean-en", "telephone-dev")
     for row in rows.values():
         assert row["ms_per_call_5s"] > 0 and row["ms_per_call_10s"] > 0
@@ -1201,5 +1205,8 @@ def test_decoder_blocks_bench_prints_each_block_size_beside_fp32(student_export,
     # token lookup's own int8 copy of the table, docs/runtime-memory).
     assert rows["block 128"]["file_mb"] < rows["block 32"]["file_mb"] < 0.6 * rows["fp32"]["file_mb"]
     assert "| block 32 |" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        main([str(student_export), "--blocks", "48"])
+    # The coarse head reads its 4-bit pass instead of the int8 head: smaller than the decoder without it.
+    assert rows["block 32, head 4-bit/64 top 4"]["file_mb"] < rows["block 32"]["file_mb"]
+    for bad in (["--blocks", "48"], ["--coarse", "4/512"], ["--coarse", "4/64/3"], ["--coarse", "x"]):
+        with pytest.raises(SystemExit):
+            main([str(student_export), *bad])
