@@ -100,9 +100,9 @@ class CoarseHead:
     candidates: int = 16
     bits: int = 4
     # The coarse pass only has to rank the winner among its top candidates, so its blocks can be coarse: on the
-    # default student, all 164 real clips, blocks of 32, 64, 128 and 256 keep the same tokens (top 8 too), and 128
-    # reads 5 MB a step fewer than 32 (~5 % less per call). 2 bits lose a third of the tokens or more
-    # (docs/decoder-int8).
+    # default student, all 164 real clips, blocks of 32, 64, 128 and 256 keep the same tokens (top 8 too), and
+    # 128 reads 2.5 MB a step fewer than 32 (5 MB repacked; ~5 % less per call). 2 bits lose a third of the
+    # tokens or more (docs/decoder-int8).
     block: int = 128
 
 

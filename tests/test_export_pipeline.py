@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -154,6 +155,8 @@ def test_a_draft_is_checked_in_one_call_and_changes_no_token(request, real_clip,
     transcriber = Transcriber(export_dir, backend=backend, precision=precision, threads=1, precision_hint=hint)
     assert transcriber.variant["io"]["every_position_logits"] and transcriber.backend.every_position_logits
     settings, cache = transcriber.settings, transcriber._cache
+    if export == "student_export":  # the untrained student loops to the token cap: a lower cap, a third the calls
+        settings = dataclasses.replace(settings, max_tokens_per_second=4.0)
     accepted_from_partials = 0
     # The untrained student loops to the token cap on JFK's 11 s (132 tokens per decode): one short clip for it.
     for name in STUDENT_CLIPS if export == "teacher_export" else STUDENT_CLIPS[:1]:
