@@ -1027,11 +1027,17 @@ def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(
         "decoder_head": {"candidates": 16, "bits": 4, "block": 128},  # the default coarse head (onnx_export.CoarseHead)
     }
     assert int8["valid"], int8["parity"]
-    # Blocks of 128 for the encoder (speed), of 32 for the decoder (its logits: onnx_export.DECODER_WEIGHT_ONLY_BLOCK)
-    for role, block in (("encoder", 128), ("decoder", 32)):
+    # 8-bit blocks of 128 for the encoder (speed), of 32 for the decoder's layers (its logits: onnx_export.
+    # DECODER_WEIGHT_ONLY_BLOCK); the decoder's coarse head 4-bit in blocks of 128 (it only ranks candidates)
+    expected = {"encoder": {(8, 128)}, "decoder": {(8, 32), (4, 128)}}
+    for role, kinds in expected.items():
         graph = onnx.load(str(tmp_path / "wo" / int8["files"][role])).graph
-        blocks = {a.i for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "block_size"}
-        assert blocks == {block}, role
+        found = {
+            tuple(next(a.i for a in n.attribute if a.name == key) for key in ("bits", "block_size"))
+            for n in graph.node
+            if n.op_type == "MatMulNBits"
+        }
+        assert found == kinds, role
     assert int8["min_runtime"]["package"] == "onnxruntime" and int8["min_runtime"]["version"] == "1.23.0"
     text = Transcriber(tmp_path / "wo", backend="onnxruntime", precision="int8").transcribe(real_clip("jfk")).text
     assert text.strip()
