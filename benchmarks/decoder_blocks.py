@@ -49,13 +49,13 @@ def measure(
         for block in blocks:
             dst = Path(tmp) / f"decoder.block{block}.onnx"
             files[f"block {block}"] = onnx_export.quantize_int8(fp32_decoder, dst, scheme="weight_only", block=block)
+        layers_block = onnx_export.DECODER_WEIGHT_ONLY_BLOCK  # what the exporter gives a decoder's layers
         for candidates, head_block, bits in coarse:
             head = onnx_export.CoarseHead(candidates=candidates, block=head_block, bits=bits)
-            name = f"block {onnx_export.DECODER_WEIGHT_ONLY_BLOCK}, head {bits}-bit/{head_block} top {candidates}"
+            name = f"block {layers_block}, head {bits}-bit/{head_block} top {candidates}"
             dst = Path(tmp) / f"decoder.coarse{candidates}-{head_block}-{bits}.onnx"
-            block = onnx_export.DECODER_WEIGHT_ONLY_BLOCK
             files[name] = onnx_export.quantize_int8(
-                fp32_decoder, dst, scheme="weight_only", block=block, coarse_head=head
+                fp32_decoder, dst, scheme="weight_only", block=layers_block, coarse_head=head
             )
         sessions = {name: ort_session(path, threads) for name, path in files.items()}
         rows = {name: {"decoder": name, "file_mb": round(p.stat().st_size / 2**20, 1)} for name, p in files.items()}

@@ -33,9 +33,9 @@ def rewrite_tied_projection(model: onnx.ModelProto) -> int:
     inits = {i.name: i for i in graph.initializer}
     rewritten = 0
     for dq in list(graph.node):
-        users = consumers(graph)
         if dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
             continue
+        users = consumers(graph)  # afresh per candidate: each rewrite changes the graph's edges
         after = users.get(dq.output[0], [])
         if len(after) != 1 or after[0].op_type != "Transpose":
             continue
