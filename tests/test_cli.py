@@ -78,10 +78,13 @@ def test_the_autotuned_default_brings_its_backend_precision_and_threads(teacher_
     assert (chosen.variant["format"], chosen.variant["precision"]) == ("onnx", "fp32")
     assert chosen.backend.encoder.get_session_options().intra_op_num_threads == 1
     # Both sessions' threads stop spinning when a run ends, so neither steals the cores the other runs on next;
-    # neither holds a memory plan per input shape (every utterance and cache length is one).
+    # neither holds a memory plan per input shape (every utterance and cache length is one); both allocate from
+    # the process's one CPU arena, so the encoder's activations and the decoder's are not held side by side.
     for session in (chosen.backend.encoder, chosen.backend.decoder):
-        assert session.get_session_options().get_session_config_entry("session.force_spinning_stop") == "1"
-        assert not session.get_session_options().enable_mem_pattern
+        options = session.get_session_options()
+        assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+        assert not options.enable_mem_pattern
+        assert options.get_session_config_entry("session.use_env_allocators") == "1"
     assert load_transcriber(None, precision="int8").variant["precision"] == "int8"  # the command line wins
     (tmp_path / "device.json").write_text(json.dumps(default | {"model": str(tmp_path / "gone")}))
     with pytest.raises(EdgeAskdError, match="autotuned model is gone; pass --model or re-run"):
