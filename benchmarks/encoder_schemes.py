@@ -3,6 +3,7 @@
     python -m edge_askd_bench.encoder_schemes CHECKPOINT EXPORT_DIR [--schemes smoothquant,dynamic,weight_only,
                                               openvino-weight-only,openvino-static,onnx-static-qdq,
                                               low-rank,low-rank-int8] [--low-rank-variance 0.99]
+                                              [--calibration-clips 48]
                                               [--max-clips 40] [--repeats 9] [--threads 2] [--json OUT]
 
 EXPORT_DIR is an export of CHECKPOINT with a valid onnx-fp32 variant: its encoder is the reference and its fp32
@@ -42,18 +43,20 @@ def build_schemes(
     out: Path,
     low_rank_variance: float = 0.99,
     notes: dict | None = None,
+    calibration_clips: int | None = None,
 ) -> dict[str, Path]:
     """{scheme: its encoder file}, each made by the exporter's own functions (smoothquant and openvino-static:
     calibrated on export/calibration.py's recordings, through `mel_of`, the runtime's features).
     openvino-weight-only is today's openvino-int8 encoder (NNCF int8 weights, float activations). low-rank: the
     LiteASR factorisation (low_rank.py) keeping `low_rank_variance`, fp32; low-rank-int8: that, quantized
-    "dynamic". `notes` receives {scheme: what a scheme records} (the low-rank ranks)."""
+    "dynamic". `notes` receives {scheme: what a scheme records} (the low-rank ranks). `calibration_clips`: how many
+    recordings calibrate (None: the exporter's default)."""
     from edge_askd_export import onnx_export, openvino_export
     from edge_askd_export.calibration import calibration_audio
 
     @functools.cache
     def calibration_mels() -> list:  # computed once for the calibrated schemes
-        return [mel_of(a) for a in calibration_audio()]
+        return [mel_of(a) for a in calibration_audio(*([calibration_clips] if calibration_clips else []))]
 
     @functools.cache
     def model():  # the checkpoint, loaded once for the schemes built from it
@@ -215,6 +218,7 @@ def measure(
     repeats: int,
     threads: int,
     low_rank_variance: float = 0.99,
+    calibration_clips: int | None = None,
 ) -> list[dict]:
     from edge_askd_runtime.scoring import token_agreement, wer
     from edge_askd_runtime.transcriber import Transcriber
@@ -225,7 +229,9 @@ def measure(
     fp32_encoder = tr.backend.spec.encoder
     with tempfile.TemporaryDirectory(prefix="encoder-schemes-") as tmp:
         notes: dict[str, dict] = {}
-        built = build_schemes(checkpoint, fp32_encoder, tr.mel, schemes, Path(tmp), low_rank_variance, notes)
+        built = build_schemes(
+            checkpoint, fp32_encoder, tr.mel, schemes, Path(tmp), low_rank_variance, notes, calibration_clips
+        )
         files = {"fp32": fp32_encoder, **built}
         runners = {name: encoder_runner(path, threads) for name, path in files.items()}
         rows = {name: {"scheme": name, "file_mb": round(_size_mb(path), 1)} for name, path in files.items()}
@@ -276,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--low-rank-variance", type=float, default=0.99, help="low-rank*: share of each layer's output variance kept"
     )
+    p.add_argument(
+        "--calibration-clips", type=int, default=None, help="recordings that calibrate (default: the exporter's 48)"
+    )
     args = p.parse_args(argv)
     schemes = [s for s in args.schemes.split(",") if s]
     unknown = sorted(set(schemes) - set(known))
@@ -292,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             args.repeats,
             args.threads,
             args.low_rank_variance,
+            args.calibration_clips,
         )
     except EdgeAskdError as exc:
         sys.exit(f"error: {exc}")

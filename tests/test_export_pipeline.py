@@ -1158,7 +1158,9 @@ def test_encoder_schemes_bench_prints_each_scheme_beside_fp32(student_checkpoint
 
     out = tmp_path / "schemes.json"
     schemes = "smoothquant,dynamic,openvino-static,onnx-static-qdq,low-rank"
+    # 8 recordings calibrate smoothquant, OpenVINO's static int8 and the QDQ ranges (the exporter's 48: its own tests)
     args = [str(student_checkpoint), str(student_export), "--schemes", schemes, "--max-clips", "2"]
+    args += ["--calibration-clips", "8"]
     assert main([*args, "--repeats", "1", "--json", str(out), "--low-rank-variance", "0.999"]) == 0
     rows = {r["scheme"]: r for r in json.loads(out.read_text())}
     assert list(rows) == ["fp32", "smoothquant", "dynamic", "openvino-static", "onnx-static-qdq", "low-rank"]
