@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_askd_export.calibration import CALIBRATION_CLIPS
+
 OPENVINO_SCHEMES = ("openvino-weight-only", "openvino-static")  # run by OpenVINO, beside the ONNX Runtime ones
 # Tried for the exporter, not adopted (see docs/encoder-int8): built here only.
 TRIED_SCHEMES = ("onnx-static-qdq", "low-rank", "low-rank-int8")
@@ -43,20 +45,20 @@ def build_schemes(
     out: Path,
     low_rank_variance: float = 0.99,
     notes: dict | None = None,
-    calibration_clips: int | None = None,
+    calibration_clips: int = CALIBRATION_CLIPS,
 ) -> dict[str, Path]:
     """{scheme: its encoder file}, each made by the exporter's own functions (smoothquant and openvino-static:
     calibrated on export/calibration.py's recordings, through `mel_of`, the runtime's features).
     openvino-weight-only is today's openvino-int8 encoder (NNCF int8 weights, float activations). low-rank: the
     LiteASR factorisation (low_rank.py) keeping `low_rank_variance`, fp32; low-rank-int8: that, quantized
     "dynamic". `notes` receives {scheme: what a scheme records} (the low-rank ranks). `calibration_clips`: how many
-    recordings calibrate (None: the exporter's default)."""
+    recordings calibrate (the exporter's count by default)."""
     from edge_askd_export import onnx_export, openvino_export
     from edge_askd_export.calibration import calibration_audio
 
     @functools.cache
     def calibration_mels() -> list:  # computed once for the calibrated schemes
-        return [mel_of(a) for a in calibration_audio(*([calibration_clips] if calibration_clips else []))]
+        return [mel_of(a) for a in calibration_audio(calibration_clips)]
 
     @functools.cache
     def model():  # the checkpoint, loaded once for the schemes built from it
@@ -218,7 +220,7 @@ def measure(
     repeats: int,
     threads: int,
     low_rank_variance: float = 0.99,
-    calibration_clips: int | None = None,
+    calibration_clips: int = CALIBRATION_CLIPS,
 ) -> list[dict]:
     from edge_askd_runtime.scoring import token_agreement, wer
     from edge_askd_runtime.transcriber import Transcriber
@@ -283,7 +285,10 @@ def main(argv: list[str] | None = None) -> int:
         "--low-rank-variance", type=float, default=0.99, help="low-rank*: share of each layer's output variance kept"
     )
     p.add_argument(
-        "--calibration-clips", type=int, default=None, help="recordings that calibrate (default: the exporter's 48)"
+        "--calibration-clips",
+        type=int,
+        default=CALIBRATION_CLIPS,
+        help="recordings that calibrate the calibrated schemes",
     )
     args = p.parse_args(argv)
     schemes = [s for s in args.schemes.split(",") if s]
