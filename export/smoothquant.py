@@ -13,8 +13,9 @@ The division is folded into what produces the activation, so the graph gains no 
   * fc1: the final LayerNorm's; the cross-attention K/V projections: the encoder's last LayerNorm's;
   * out_proj: v_proj's output rows (attention mixes positions, not channels, so a per-channel scale of V
     reaches out_proj's input unchanged).
-fc2's input comes out of GELU, which no scale passes through; `quantize_int8(scheme="mixed")` keeps those
-matmuls weight-only (MatMulNBits, activations per block) instead.
+fc2's input comes out of GELU, which no scale passes through; `quantize_int8(scheme="mixed")` quantizes those
+activations with one scale per row (frame) instead (export/onnx_row_quant.py): what makes GELU's output hard per
+tensor is a few loud frames more than its channels.
 
 The maxima come from calibration clips run through the fp32 model: real training recordings, never the sets the
 gate or the benchmarks score on (`export/calibration.py`). They only balance the two sides, so a clip louder than

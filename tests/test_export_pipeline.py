@@ -506,7 +506,7 @@ def test_every_export_describes_itself(student_export):
             assert props["edge_askd_cache_in_graph"] == str(int(variant["precision"] == "fp16"))
         ops = variant["min_runtime"]["runtime_specific_ops"]
         schemes = {(variant.get("quantization") or {}).get(r) for r in ("encoder", "decoder")}
-        nbits = bool(schemes & {"weight_only", "smoothquant"})  # smoothquant's fc2 is weight-only
+        nbits = "weight_only" in schemes  # smoothquant's fc2 is dynamic int8 per row (MatMulInteger)
         assert ("com.microsoft.MatMulNBits" in ops) == nbits, (variant["name"], ops)
         if variant["precision"] == "fp32":
             assert ops == []
@@ -531,10 +531,10 @@ def test_alignment_heads_follow_the_student_layers_or_are_removed_with_a_note(tm
 def test_runtime_older_than_the_variant_needs_is_one_upgrade_line(student_export, tmp_path):
     manifest = _manifest(student_export)
     by_name = {v["name"]: v for v in manifest["variants"]}
-    # Dynamic int8 (MatMulInteger) and fp32 graphs load from the format's floor, a weight-only or smoothquant
-    # encoder or a weight-only decoder (MatMulNBits 8-bit) needs 1.23.
+    # Dynamic int8 (MatMulInteger, smoothquant's too) and fp32 graphs load from the format's floor, a weight-only
+    # encoder or decoder (MatMulNBits 8-bit) needs 1.23.
     schemes = {by_name["onnx-int8"]["quantization"][role] for role in ("encoder", "decoder")}
-    nbits = bool(schemes & {"weight_only", "smoothquant"})
+    nbits = "weight_only" in schemes
     assert by_name["onnx-int8"]["min_runtime"]["version"] == ("1.23.0" if nbits else "1.17.0")
     assert by_name["onnx-fp32"]["min_runtime"]["version"] == "1.17.0"
     assert by_name["openvino-int8"]["min_runtime"]["package"] == "openvino"
@@ -845,12 +845,13 @@ def test_weight_only_int8_encoder_is_int8_and_closer_to_fp32_than_dynamic(studen
         quantize_int8(src, tmp_path / "x.onnx", scheme="int4")
 
 
-def test_fused_encoder_attention_computes_what_the_exported_graph_does(student_export, tmp_path, real_clip):
-    """onnx_attention.fuse_self_attention replaces only layout: the fp32 encoder fused into MultiHeadAttention gives
-    the exported graph's cross K/V on real speech, with every layer fused and the layout nodes gone."""
+def test_fused_encoder_attention_and_gelu_compute_what_the_exported_graph_does(student_export, tmp_path, real_clip):
+    """onnx_attention.fuse_self_attention replaces only layout, and fuse_gelu the exporter's erf GELU by the same
+    function: the fp32 encoder fused into MultiHeadAttention and Gelu gives the exported graph's cross K/V on real
+    speech, with every layer fused and the layout and erf nodes gone."""
     import onnx
 
-    from edge_askd_export.onnx_export import fuse_encoder_attention
+    from edge_askd_export.onnx_export import fuse_encoder_attention, fuse_gelu
     from edge_askd_runtime.transcriber import model_mel
 
     src = student_export / "onnx" / "encoder.fp32.onnx"
@@ -858,13 +859,17 @@ def test_fused_encoder_attention_computes_what_the_exported_graph_does(student_e
     shutil.copy(src, fused)
     config = json.loads((student_export / "config.json").read_text())
     assert fuse_encoder_attention(fused, config["encoder_attention_heads"]) == config["encoder_layers"]
+    assert fuse_gelu(fused) == config["encoder_layers"] + 2  # each layer's FFN and the two convs'
+    graph = onnx.load(str(fused)).graph
+    assert not any(n.op_type == "Erf" for n in graph.node)
     nodes = {p: len(onnx.load(str(p)).graph.node) for p in (src, fused)}
-    assert nodes[fused] < nodes[src] - 10 * config["encoder_layers"], nodes
+    assert nodes[fused] < nodes[src] - 14 * config["encoder_layers"], nodes
     manifest = _manifest(student_export)
     mel = model_mel(load_audio(real_clip("arctic_a0009")), False, manifest["mel"]["n_mels"], [])
     for reference, output in zip(_encoder_outputs(src, mel), _encoder_outputs(fused, mel), strict=True):
         np.testing.assert_allclose(output, reference, atol=1e-4, rtol=1e-4)
     assert fuse_encoder_attention(fused, config["encoder_attention_heads"]) == 0  # nothing left to fuse
+    assert fuse_gelu(fused) == 0
 
 
 def test_coarse_output_head_rescores_its_candidates_from_int8_rows(teacher_export, tmp_path, real_clip):
@@ -1009,11 +1014,13 @@ def test_onnx_int8_encoder_choice_is_recorded_and_files_match_the_manifest(
         assert reason.startswith("WER ") and "+ budget -1000.00 on " in reason and "\n" not in reason
         assert "clean-en" in reason and "telephone-dev" in reason and 0 <= attempt["token_agreement"] <= 1
     assert int8["parity"]["clips"] == 8
-    first = (("encoder", "DynamicQuantizeLinear"), ("encoder", "MatMulNBits"), ("decoder", "MatMulNBits"))
-    for role, op in first:  # the first scheme's files (smoothquant: dynamic, fc2 weight-only)
+    first = (("encoder", "DynamicQuantizeLinear"), ("encoder", "QuantizeLinear"), ("decoder", "MatMulNBits"))
+    for role, op in first:  # the first scheme's files (smoothquant: dynamic, fc2 per row; not weight-only's)
         path = tmp_path / "auto" / int8["files"][role]
         assert manifest["files"][int8["files"][role]]["sha256"] == sha256_file(path)
         assert any(n.op_type == op for n in onnx.load(str(path)).graph.node), role
+    encoder = onnx.load(str(tmp_path / "auto" / int8["files"]["encoder"])).graph
+    assert not any(n.op_type == "MatMulNBits" for n in encoder.node)
     assert not list((tmp_path / "auto" / "onnx").glob(".*"))  # no set-aside copies left behind
 
     parity = _quick_parity(clips=STUDENT_CLIPS[:1], wer_budget=25.0, min_token_agreement=0.5)
@@ -1103,8 +1110,9 @@ def test_smoothquant_encoder_is_exact_in_fp32_and_its_int8_closer_to_fp32_than_d
     student_checkpoint, student_export, tmp_path, real_clip
 ):
     """The smoothquant encoder (export/smoothquant.py): calibrated on real training recordings, the smoothing alone
-    leaves the cross K/V unchanged (fp32, a clip calibration never saw); quantized "mixed" (dynamic, fc2 weight-only)
-    it is closer to fp32 than plain dynamic int8 of the unsmoothed encoder, and the original model is untouched."""
+    leaves the cross K/V unchanged (fp32, a clip calibration never saw); quantized "mixed" (dynamic, fc2 dynamic per
+    row) it is closer to fp32 than plain dynamic int8 of the unsmoothed encoder, and the original model is
+    untouched."""
     import onnx
     import torch
 
@@ -1140,7 +1148,9 @@ def test_smoothquant_encoder_is_exact_in_fp32_and_its_int8_closer_to_fp32_than_d
     assert len(fc2) == layers
     mixed = quantize_int8(path, tmp_path / "encoder.smoothquant.onnx", scheme="mixed")
     graph = onnx.load(str(mixed)).graph
-    assert sum(n.op_type == "MatMulNBits" for n in graph.node) == layers  # fc2 only
+    # fc2's activations per row: one QuantizeLinear each, the rest per tensor; no weight-only kernel left
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) == layers
+    assert not any(n.op_type == "MatMulNBits" for n in graph.node)
     assert sum(n.op_type == "MatMulInteger" for n in graph.node) > 0 and not any(
         n.op_type == "MatMul" and n.input[1] in {t.name for t in graph.initializer} for n in graph.node
     )
