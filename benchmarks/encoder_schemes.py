@@ -43,6 +43,7 @@ def build_schemes(
     mel_of,
     schemes: list[str],
     out: Path,
+    attention_heads: int,
     low_rank_variance: float = 0.99,
     notes: dict | None = None,
     calibration_clips: int = CALIBRATION_CLIPS,
@@ -51,10 +52,12 @@ def build_schemes(
     calibrated on export/calibration.py's recordings, through `mel_of`, the runtime's features).
     openvino-weight-only is today's openvino-int8 encoder (NNCF int8 weights, float activations). low-rank: the
     LiteASR factorisation (low_rank.py) keeping `low_rank_variance`, fp32; low-rank-int8: that, quantized
-    "dynamic". `notes` receives {scheme: what a scheme records} (the low-rank ranks). `calibration_clips`: how many
-    recordings calibrate (the exporter's count by default)."""
+    "dynamic". The exporter's own ONNX schemes get its fused kernels (`attention_heads`: the encoder's). `notes`
+    receives {scheme: what a scheme records} (the low-rank ranks). `calibration_clips`: how many recordings
+    calibrate (the exporter's count by default)."""
     from edge_askd_export import onnx_export, openvino_export
     from edge_askd_export.calibration import calibration_audio
+    from edge_askd_export.pipeline import ENCODER_SCHEMES
 
     @functools.cache
     def calibration_mels() -> list:  # computed once for the calibrated schemes
@@ -104,6 +107,8 @@ def build_schemes(
             files[scheme] = openvino_export.quantize_encoder_static(fp32_encoder, xml, calibration_mels())
         else:
             files[scheme] = onnx_export.quantize_int8(fp32_encoder, dst, scheme=scheme)
+        if scheme in ENCODER_SCHEMES:
+            onnx_export.fuse_encoder_kernels(files[scheme], attention_heads)
     return files
 
 
@@ -231,8 +236,9 @@ def measure(
     fp32_encoder = tr.backend.spec.encoder
     with tempfile.TemporaryDirectory(prefix="encoder-schemes-") as tmp:
         notes: dict[str, dict] = {}
+        heads = json.loads((export / "config.json").read_text())["encoder_attention_heads"]
         built = build_schemes(
-            checkpoint, fp32_encoder, tr.mel, schemes, Path(tmp), low_rank_variance, notes, calibration_clips
+            checkpoint, fp32_encoder, tr.mel, schemes, Path(tmp), heads, low_rank_variance, notes, calibration_clips
         )
         files = {"fp32": fp32_encoder, **built}
         runners = {name: encoder_runner(path, threads) for name, path in files.items()}

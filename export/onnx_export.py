@@ -231,6 +231,12 @@ def fuse_encoder_attention(path: Path, heads: int) -> int:
     return fused
 
 
+def fuse_encoder_kernels(path: Path, heads: int) -> dict[str, int]:
+    """An ONNX Runtime int8 encoder's graph at `path` rewritten in place with ONNX Runtime's fused kernels: each
+    layer's attention as MultiHeadAttention and each erf GELU as Gelu -> how many of each were fused."""
+    return {"attention": fuse_encoder_attention(path, heads), "gelu": fuse_gelu(path)}
+
+
 def fuse_gelu(path: Path) -> int:
     """Rewrite the graph at `path` in place with each erf GELU the exporter wrote out (Div, Erf, Add, Mul, Mul)
     as one Gelu (an ONNX Runtime contrib op) -> how many were fused (0 leaves the file as it was). The session's

@@ -233,9 +233,8 @@ class _Builder:
             block = onnx_export.DECODER_WEIGHT_ONLY_BLOCK if role == "decoder" else onnx_export.WEIGHT_ONLY_BLOCK
             head = self.coarse_head if role == "decoder" else None
             onnx_export.quantize_int8(src, dst, self.options.quantize_convs, scheme, block, head)
-        if role == "encoder":  # flash attention: the score matrices were the encoder's peak (docs/runtime-memory)
-            onnx_export.fuse_encoder_attention(dst, self.model.config.encoder_attention_heads)
-            onnx_export.fuse_gelu(dst)
+        if role == "encoder":  # flash attention (the score matrices were the encoder's peak: docs/runtime-memory)
+            onnx_export.fuse_encoder_kernels(dst, self.model.config.encoder_attention_heads)
         self.described(dst, role)
         onnx_export.externalize_weights(dst)  # dst.data: mapped, not copied, at load (the default variant's RSS)
         return dst
