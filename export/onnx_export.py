@@ -247,10 +247,11 @@ def fuse_gelu(path: Path) -> int:
     from onnxruntime.transformers.fusion_gelu import FusionGelu
     from onnxruntime.transformers.onnx_model import OnnxModel
 
+    model = onnx.load(str(path))
+
     def gelus() -> int:
         return sum(node.op_type == "Gelu" for node in model.graph.node)
 
-    model = onnx.load(str(path))
     before = gelus()
     wrapped = OnnxModel(model)
     FusionGelu(wrapped).apply()

@@ -74,7 +74,7 @@ def _row_quantized_matmul(graph: onnx.GraphProto, node: onnx.NodeProto, weight: 
     return [
         op("ReduceMax", [x, f"{p}_axes"], "hi", keepdims=1),
         op("ReduceMin", [x, f"{p}_axes"], "min", keepdims=1),
-        op("Min", [f"{p}_min", f"{p}_zero"], "lo"),  # zero must be exact: a zero-padded frame stays zero
+        op("Min", [f"{p}_min", f"{p}_zero"], "lo"),  # the range holds 0, so 0 (padding, silence) is exact
         op("Sub", [f"{p}_hi", f"{p}_lo"], "range"),
         op("Mul", [f"{p}_range", f"{p}_inv_levels"], "raw_scale"),
         op("Max", [f"{p}_raw_scale", f"{p}_min_scale"], "scale"),
