@@ -1156,9 +1156,16 @@ def test_smoothquant_encoder_is_exact_in_fp32_and_its_int8_closer_to_fp32_than_d
     )
     src = student_export / "onnx" / "encoder.fp32.onnx"
     dynamic = quantize_int8(src, tmp_path / "encoder.dyn.onnx", scheme="dynamic")
-    fp32 = _encoder_output(src, mel)
-    rms = {p.name: float(np.sqrt(np.mean((_encoder_output(p, mel) - fp32) ** 2))) for p in (mixed, dynamic)}
-    assert rms[mixed.name] < 0.8 * rms[dynamic.name], rms
+    fp32 = _encoder_outputs(src, mel)
+
+    def worst_snr_db(path: Path) -> float:  # over every cross K/V tensor, as the encoder_schemes bench counts it
+        return min(
+            10 * np.log10(np.sum(a**2) / np.sum((a - b) ** 2))
+            for a, b in zip(fp32, _encoder_outputs(path, mel), strict=True)
+        )
+
+    snr = {p.name: worst_snr_db(p) for p in (mixed, dynamic)}
+    assert snr[mixed.name] > snr[dynamic.name] + 1.5, snr  # tiny.en's encoder: 27.6 vs 25.3 dB
 
 
 def test_encoder_schemes_bench_prints_each_scheme_beside_fp32(student_checkpoint, student_export, tmp_path, capsys):
