@@ -216,38 +216,32 @@ def _quantize_weight_only(src: Path, dst: Path, block: int, coarse_head: CoarseH
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
 
 
-def fuse_encoder_attention(path: Path, heads: int) -> int:
-    """Rewrite the encoder graph at `path` in place with each layer's attention as one MultiHeadAttention (ONNX
-    Runtime's CPU flash attention; export/onnx_attention.py) -> how many layers were fused (0 leaves it as it was).
-    Only for ONNX Runtime variants: other runtimes do not have the contrib op."""
+def fuse_encoder_kernels(path: Path, heads: int) -> dict[str, int]:
+    """Rewrite the encoder graph at `path` in place with ONNX Runtime's fused kernels -> how many of each were
+    fused ({"attention": n, "gelu": m}; all 0 leaves the file as it was). Only for ONNX Runtime variants: other
+    runtimes do not have these contrib ops.
+
+    - attention: each layer's as one MultiHeadAttention (its CPU kernel is a flash attention; export/
+      onnx_attention.py);
+    - gelu: each erf GELU the exporter wrote out (Div, Erf, Add, Mul, Mul) as one Gelu. The session's own
+      optimizer does not match the exporter's pattern, and in the encoder each of the five is a pass over a
+      [S, 2048] tensor: the default student's int8 encoder at 5 / 10 s, 2 threads, 28.9 / 53.4 -> 26.9 / 49.2 ms
+      (docs/encoder-int8)."""
     import onnx
 
     from .onnx_attention import fuse_self_attention
 
     model = onnx.load(str(path))
-    fused = fuse_self_attention(model, heads)
-    if fused:
+    fused = {"attention": fuse_self_attention(model, heads), "gelu": _fuse_gelu(model)}
+    if any(fused.values()):
         onnx.save(model, str(path))
     return fused
 
 
-def fuse_encoder_kernels(path: Path, heads: int) -> dict[str, int]:
-    """An ONNX Runtime int8 encoder's graph at `path` rewritten in place with ONNX Runtime's fused kernels: each
-    layer's attention as MultiHeadAttention and each erf GELU as Gelu -> how many of each were fused."""
-    return {"attention": fuse_encoder_attention(path, heads), "gelu": fuse_gelu(path)}
-
-
-def fuse_gelu(path: Path) -> int:
-    """Rewrite the graph at `path` in place with each erf GELU the exporter wrote out (Div, Erf, Add, Mul, Mul)
-    as one Gelu (an ONNX Runtime contrib op) -> how many were fused (0 leaves the file as it was). The session's
-    own optimizer does not match the exporter's pattern, and in the encoder each of the five is a pass over a
-    [S, 2048] tensor: the default student's int8 encoder at 5 / 10 s, 2 threads, 28.9 / 53.4 -> 26.9 / 49.2 ms
-    (docs/encoder-int8). Only for ONNX Runtime variants, like `fuse_encoder_attention`."""
-    import onnx
+def _fuse_gelu(model) -> int:
+    """Each erf GELU of `model` as one Gelu, in place -> how many."""
     from onnxruntime.transformers.fusion_gelu import FusionGelu
     from onnxruntime.transformers.onnx_model import OnnxModel
-
-    model = onnx.load(str(path))
 
     def gelus() -> int:
         return sum(node.op_type == "Gelu" for node in model.graph.node)
@@ -258,7 +252,6 @@ def fuse_gelu(path: Path) -> int:
     fused = gelus() - before
     if fused:
         wrapped.prune_graph()
-        onnx.save(model, str(path))
     return fused
 
 

@@ -33,7 +33,7 @@ def quantize_rows(model: onnx.ModelProto, matmuls: list[str]) -> int:
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     wanted = set(matmuls)
-    replaced = 0
+    float_weights = []
     for node in list(graph.node):
         if node.name not in wanted or node.op_type != "MatMul" or node.input[1] not in inits:
             continue
@@ -44,12 +44,11 @@ def quantize_rows(model: onnx.ModelProto, matmuls: list[str]) -> int:
         graph.node.remove(node)
         for offset, new in enumerate(_row_quantized_matmul(graph, node, weight)):
             graph.node.insert(index + offset, new)
-        replaced += 1
-    if replaced:
-        used = {name for n in graph.node for name in n.input}
-        for init in [i for i in graph.initializer if i.name not in used]:
-            graph.initializer.remove(init)
-    return replaced
+        float_weights.append(node.input[1])
+    read = {name for n in graph.node for name in n.input}
+    for name in set(float_weights) - read:  # replaced by their int8 copies
+        graph.initializer.remove(inits[name])
+    return len(float_weights)
 
 
 def _row_quantized_matmul(graph: onnx.GraphProto, node: onnx.NodeProto, weight: np.ndarray) -> list[onnx.NodeProto]:
@@ -60,8 +59,7 @@ def _row_quantized_matmul(graph: onnx.GraphProto, node: onnx.NodeProto, weight: 
         f"{p}_wq": wq,
         f"{p}_wscale": w_scale.astype(np.float32),
         f"{p}_colsum": wq.astype(np.int64).sum(axis=0).astype(np.float32),  # exact: |sum| < 2^24
-        f"{p}_axes": np.array([-1], dtype=np.int64),
-        f"{p}_flat": np.array([-1], dtype=np.int64),
+        f"{p}_last": np.array([-1], dtype=np.int64),  # the reduced axis, and the flattened shape
         f"{p}_zero": np.array(0.0, dtype=np.float32),
         f"{p}_inv_levels": np.array(1.0 / _LEVELS, dtype=np.float32),
         f"{p}_min_scale": np.array(_MIN_SCALE, dtype=np.float32),
@@ -72,8 +70,8 @@ def _row_quantized_matmul(graph: onnx.GraphProto, node: onnx.NodeProto, weight: 
         return helper.make_node(kind, inputs, [f"{p}_{output}"], name=f"{p}_{output}", **attrs)
 
     return [
-        op("ReduceMax", [x, f"{p}_axes"], "hi", keepdims=1),
-        op("ReduceMin", [x, f"{p}_axes"], "min", keepdims=1),
+        op("ReduceMax", [x, f"{p}_last"], "hi", keepdims=1),
+        op("ReduceMin", [x, f"{p}_last"], "min", keepdims=1),
         op("Min", [f"{p}_min", f"{p}_zero"], "lo"),  # the range holds 0, so 0 (padding, silence) is exact
         op("Sub", [f"{p}_hi", f"{p}_lo"], "range"),
         op("Mul", [f"{p}_range", f"{p}_inv_levels"], "raw_scale"),
@@ -81,8 +79,8 @@ def _row_quantized_matmul(graph: onnx.GraphProto, node: onnx.NodeProto, weight: 
         op("Div", [f"{p}_lo", f"{p}_scale"], "neg_zp"),
         op("Neg", [f"{p}_neg_zp"], "unrounded_zp"),
         op("Round", [f"{p}_unrounded_zp"], "zp"),
-        op("Reshape", [f"{p}_scale", f"{p}_flat"], "row_scale"),
-        op("Reshape", [f"{p}_zp", f"{p}_flat"], "row_zp_f"),
+        op("Reshape", [f"{p}_scale", f"{p}_last"], "row_scale"),
+        op("Reshape", [f"{p}_zp", f"{p}_last"], "row_zp_f"),
         op("Cast", [f"{p}_row_zp_f"], "row_zp", to=TensorProto.UINT8),
         op("QuantizeLinear", [x, f"{p}_row_scale", f"{p}_row_zp"], "xq", axis=-2),
         op("MatMulInteger", [f"{p}_xq", f"{p}_wq"], "acc"),

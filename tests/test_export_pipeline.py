@@ -846,20 +846,21 @@ def test_weight_only_int8_encoder_is_int8_and_closer_to_fp32_than_dynamic(studen
 
 
 def test_fused_encoder_attention_and_gelu_compute_what_the_exported_graph_does(student_export, tmp_path, real_clip):
-    """onnx_attention.fuse_self_attention replaces only layout, and fuse_gelu the exporter's erf GELU by the same
-    function: the fp32 encoder fused into MultiHeadAttention and Gelu gives the exported graph's cross K/V on real
+    """onnx_attention.fuse_self_attention replaces only layout, and the Gelu fusion the exporter's erf GELU by the
+    same function: the fp32 encoder fused into MultiHeadAttention and Gelu gives the exported graph's cross K/V on real
     speech, with every layer fused and the layout and erf nodes gone."""
     import onnx
 
-    from edge_askd_export.onnx_export import fuse_encoder_attention, fuse_gelu
+    from edge_askd_export.onnx_export import fuse_encoder_kernels
     from edge_askd_runtime.transcriber import model_mel
 
     src = student_export / "onnx" / "encoder.fp32.onnx"
     fused = tmp_path / "encoder.fused.onnx"
     shutil.copy(src, fused)
     config = json.loads((student_export / "config.json").read_text())
-    assert fuse_encoder_attention(fused, config["encoder_attention_heads"]) == config["encoder_layers"]
-    assert fuse_gelu(fused) == config["encoder_layers"] + 2  # each layer's FFN and the two convs'
+    # every layer's attention; each layer's FFN GELU and the two convs'
+    layers = config["encoder_layers"]
+    assert fuse_encoder_kernels(fused, config["encoder_attention_heads"]) == {"attention": layers, "gelu": layers + 2}
     graph = onnx.load(str(fused)).graph
     assert not any(n.op_type == "Erf" for n in graph.node)
     nodes = {p: len(onnx.load(str(p)).graph.node) for p in (src, fused)}
@@ -868,8 +869,7 @@ def test_fused_encoder_attention_and_gelu_compute_what_the_exported_graph_does(s
     mel = model_mel(load_audio(real_clip("arctic_a0009")), False, manifest["mel"]["n_mels"], [])
     for reference, output in zip(_encoder_outputs(src, mel), _encoder_outputs(fused, mel), strict=True):
         np.testing.assert_allclose(output, reference, atol=1e-4, rtol=1e-4)
-    assert fuse_encoder_attention(fused, config["encoder_attention_heads"]) == 0  # nothing left to fuse
-    assert fuse_gelu(fused) == 0
+    assert fuse_encoder_kernels(fused, config["encoder_attention_heads"]) == {"attention": 0, "gelu": 0}  # none left
 
 
 def test_coarse_output_head_rescores_its_candidates_from_int8_rows(teacher_export, tmp_path, real_clip):
