@@ -67,8 +67,8 @@ class ExportOptions:
     # TFLite 2.1 both, PyTorch 2.1) and OpenVINO / TFLite encoder time equal. Float convs cost 1.6 MB (~4%).
     quantize_convs: bool = False
     # onnx-int8 encoder: "smoothquant", "dynamic", "weight_only" or "auto". auto: smoothquant (export/smoothquant.py:
-    # calibrated on real training clips, dynamic int8, fc2's activations per row), and when it fails the parity gate the
-    # encoder re-quantized weight-only (MatMulNBits, activations per block) and gated again (onnx_int8_schemes gives
+    # calibrated on real training clips, dynamic int8, fc2's activations per row), and when it fails the parity gate
+    # the encoder re-quantized weight-only (MatMulNBits, activations per block) and gated again (onnx_int8_schemes gives
     # the order with the decoder's scheme). Measured (docs/encoder-int8): base student encoder at 10 s, 2 threads,
     # smoothquant 117 ms, weight-only 158, dynamic 110; on the base teacher's weights (parity-7, clean-en, 40
     # telephone-dev clips) smoothquant 24.2 / 23.7 / 24.8 dB from fp32 with weight-only's tokens on the first two
@@ -233,7 +233,7 @@ class _Builder:
             block = onnx_export.DECODER_WEIGHT_ONLY_BLOCK if role == "decoder" else onnx_export.WEIGHT_ONLY_BLOCK
             head = self.coarse_head if role == "decoder" else None
             onnx_export.quantize_int8(src, dst, self.options.quantize_convs, scheme, block, head)
-        if role == "encoder":  # flash attention (the score matrices were the encoder's peak: docs/runtime-memory)
+        if role == "encoder":  # flash attention (the score matrices were its peak: docs/runtime-memory), one Gelu
             onnx_export.fuse_encoder_kernels(dst, self.model.config.encoder_attention_heads)
         self.described(dst, role)
         onnx_export.externalize_weights(dst)  # dst.data: mapped, not copied, at load (the default variant's RSS)
